@@ -1,0 +1,88 @@
+"""Configuration of the network (ModelConfig) and of the PoseSeg decoder (DecoderConfig).
+
+A checkpoint stores `ModelConfig.to_dict()` next to the weights, so a model file is
+self-describing. Defaults are the paper's / PersonLab's unless noted.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from .skeleton import PGO_SIGMAS
+
+BACKBONES = ("mobilenet_v2", "resnet50", "resnet101", "resnet152")
+
+
+@dataclass
+class DecoderConfig:
+    """Every threshold of the PoseSeg decoder (kdc_model.decode), with its default."""
+
+    peak_threshold: float = 0.1        # min Hough score of a peak that may seed/extend a person
+    peak_nms_radius: float = 10.0      # px: a peak this close to the same keypoint of a person is skipped (r)
+    pgo_sigmas: tuple[float, ...] = PGO_SIGMAS  # point-wise Gaussian optimisation, map cells, per keypoint
+    refine_steps: int = 2              # short-offset refinement steps for a mid-range proposal
+    match_radius: float = 32.0         # px at reference input 401: snap a proposal to a peak this close
+    keypoint_threshold: float = 0.01   # keypoints under this confidence are reported with confidence 0
+    min_person_score: float = 0.05     # people scoring lower are dropped
+    max_people: int = 100
+    seg_threshold: float = 0.5         # a pixel is a person pixel when segmentation > this
+    membership_threshold: float = 0.5  # phi > 0.5 assigns a pixel to a person (paper §3.4)
+    mask_sigma: float = 0.21           # membership sigma, in units of the person's scale
+    centroid_min_confidence: float = 0.1  # keypoints at least this confident act as dynamic MaskCentroids
+    instance_smoothing_sigma: float = 0.5  # instance-wise Gaussian optimisation, map cells (0 = off)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["pgo_sigmas"] = list(self.pgo_sigmas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DecoderConfig":
+        return _from_dict(cls, d)
+
+
+@dataclass
+class ModelConfig:
+    """What builds a KDC network; stored inside every checkpoint."""
+
+    backbone: str = "mobilenet_v2"
+    output_stride: int = 8             # heads are predicted at input/stride
+    neck_channels: int = 64
+    head_channels: int = 64
+    input_size: int = 321              # square letterbox side fed to the network (inference default)
+    disk_radius: float = 32.0          # px at input 401 (paper); targets scale it by input_size / 401
+    loss_weights: dict = field(default_factory=lambda: {
+        "heatmap": 4.0, "short": 1.0, "mid": 0.25, "seg": 2.0, "embed": 0.125})
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {BACKBONES}")
+        if self.output_stride not in (4, 8, 16):
+            raise ValueError(f"output_stride must be 4, 8 or 16, not {self.output_stride}")
+        if isinstance(self.decoder, dict):
+            self.decoder = DecoderConfig.from_dict(self.decoder)
+
+    @property
+    def radius(self) -> float:
+        """Disk radius in input pixels at this config's input size."""
+        return self.disk_radius * self.input_size / 401.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["decoder"] = self.decoder.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        return _from_dict(cls, d)
+
+
+def _from_dict(cls, d: dict):
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
+    d = dict(d)
+    if "pgo_sigmas" in d:
+        d["pgo_sigmas"] = tuple(d["pgo_sigmas"])
+    return cls(**d)
