@@ -1,0 +1,46 @@
+# kdc_ros without a ROS distro: everything from PyPI into .venv, kdc_msgs built with CMake.
+# Every target is idempotent: a second run only redoes what changed.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PREFIX := install
+MSG_FILES := $(wildcard kdc_msgs/msg/*.msg) kdc_msgs/CMakeLists.txt kdc_msgs/package.xml
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-long demo bench clean
+.DEFAULT_GOAL := setup
+
+setup: $(VENV)/.requirements $(PREFIX)/.kdc_msgs $(VENV)/.editable env.sh
+
+$(VENV)/.requirements: requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (the ROS 2 wheels need CPython 3.11)"; exit 1; }
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(PREFIX)/.kdc_msgs: $(VENV)/.requirements $(MSG_FILES) scripts/build_msgs.sh
+	mkdir -p build
+	scripts/build_msgs.sh $(VENV) build/kdc_msgs $(PREFIX)
+	touch $@
+
+$(VENV)/.editable: $(VENV)/.requirements setup.py setup.cfg
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+env.sh: scripts/make_env.sh Makefile
+	scripts/make_env.sh $(VENV) $(PREFIX) > $@
+
+test: setup
+	source ./env.sh && scripts/run_tests.sh -m "not long" $(PYTEST_ARGS)
+
+test-long: setup
+	source ./env.sh && scripts/run_tests.sh -m long $(PYTEST_ARGS)
+
+demo: setup
+	source ./env.sh && python -m kdc_ros.demo
+
+bench: setup
+	source ./env.sh && python -m kdc_ros.bench --out bench_out
+
+clean:
+	rm -rf build $(PREFIX) env.sh $(VENV)

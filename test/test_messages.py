@@ -1,0 +1,65 @@
+"""kdc_msgs on real rclpy: a PoseSeg with two people survives a publish/subscribe round trip."""
+import numpy as np
+from builtin_interfaces.msg import Time
+from kdc_msgs.msg import Keypoint, Person, PoseSeg
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from ros_helpers import RosContext
+
+
+def make_pose_seg() -> PoseSeg:
+    rng = np.random.default_rng(3)
+    height, width = 48, 64
+    labels = np.zeros((height, width), np.uint16)
+    labels[5:20, 4:30] = 1
+    labels[22:40, 35:60] = 2
+    people = []
+    for i in range(2):
+        person = Person(id=7 + i, score=0.9 - 0.3 * i, x_min=4.0 + 31 * i, y_min=5.0 + 17 * i,
+                        x_max=30.0 + 30 * i, y_max=20.0 + 20 * i, mask_score=0.8 - 0.1 * i,
+                        mask_area=int((labels == i + 1).sum()))
+        person.keypoints = [Keypoint(x=float(x), y=float(y), confidence=float(c))
+                            for x, y, c in rng.uniform(0, 1, (Person.NUM_KEYPOINTS, 3)) * [width, height, 1]]
+        people.append(person)
+    mask = Image(header=Header(stamp=Time(sec=12, nanosec=345), frame_id="camera_optical"),
+                 height=height, width=width, encoding="mono16", is_bigendian=0, step=2 * width,
+                 data=labels.tobytes())
+    return PoseSeg(header=Header(stamp=Time(sec=12, nanosec=345), frame_id="camera_optical"),
+                   height=height, width=width, people=people, mask=mask)
+
+
+def keypoint_fields(person: Person):
+    return [(k.x, k.y, k.confidence) for k in person.keypoints]
+
+
+def test_pose_seg_round_trip_keeps_every_field():
+    sent = make_pose_seg()
+    received = []
+    with RosContext() as ros:
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        pub = ros.node("kdc_test_pub").create_publisher(PoseSeg, "pose_seg", qos)
+        ros.node("kdc_test_sub").create_subscription(PoseSeg, "pose_seg", received.append, qos)
+        assert ros.spin_until(lambda: pub.get_subscription_count() > 0), "subscriber never matched"
+        pub.publish(sent)
+        assert ros.spin_until(lambda: received), "PoseSeg never arrived"
+    got = received[0]
+    assert got.header == sent.header
+    assert (got.height, got.width) == (sent.height, sent.width)
+    assert len(got.people) == 2
+    for a, b in zip(got.people, sent.people):
+        assert (a.id, a.mask_area) == (b.id, b.mask_area)
+        np.testing.assert_allclose([a.score, a.x_min, a.y_min, a.x_max, a.y_max, a.mask_score],
+                                   [b.score, b.x_min, b.y_min, b.x_max, b.y_max, b.mask_score], rtol=1e-6)
+        np.testing.assert_allclose(keypoint_fields(a), keypoint_fields(b), rtol=1e-6)
+    assert got.mask == sent.mask
+    labels = np.frombuffer(bytes(got.mask.data), np.uint16).reshape(got.height, got.width)
+    assert [(labels == i + 1).sum() for i in range(2)] == [p.mask_area for p in sent.people]
+
+
+def test_person_constants_follow_coco_order():
+    from kdc_model.skeleton import KEYPOINT_NAMES
+    for index, name in enumerate(KEYPOINT_NAMES):
+        assert getattr(Person, name.upper()) == index
+    assert len(Person().keypoints) == Person.NUM_KEYPOINTS == len(KEYPOINT_NAMES)
