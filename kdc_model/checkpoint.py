@@ -84,7 +84,7 @@ def _read_torch_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(f"{path}: refused: the file holds pickled objects other than tensors, "
-                              f"which could run code ({_first_line(err)})") from None
+                              f"which could run code ({_refusal_reason(err)})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(f"{path}: truncated or corrupt torch file ({_first_line(err)})") from None
     metadata = {}
@@ -120,5 +120,13 @@ def _check_fits_config(path, config: ModelConfig, state: dict[str, torch.Tensor]
 
 
 def _first_line(err: BaseException) -> str:
+    """The first sentence of an error: enough to say what broke, short enough for one log line."""
     text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    return text.splitlines()[0].split(". ")[0] if text else type(err).__name__
+
+
+def _refusal_reason(err: BaseException) -> str:
+    """The line of torch's weights_only refusal that names the offending object (its first line is advice)."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    reason = next((line for line in lines if line.startswith("WeightsUnpickler error")), None)
+    return reason.split(" was not")[0] if reason else _first_line(err)
