@@ -1,7 +1,7 @@
 """kdc_msgs on real rclpy: a PoseSeg with two people survives a publish/subscribe round trip."""
 import numpy as np
 from builtin_interfaces.msg import Time
-from kdc_msgs.msg import Keypoint, Person, PoseSeg
+from kdc_msgs.msg import Keypoint, Keypoint3D, Person, PoseSeg
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -22,6 +22,8 @@ def make_pose_seg() -> PoseSeg:
                         mask_area=int((labels == i + 1).sum()))
         person.keypoints = [Keypoint(x=float(x), y=float(y), confidence=float(c))
                             for x, y, c in rng.uniform(0, 1, (Person.NUM_KEYPOINTS, 3)) * [width, height, 1]]
+        person.keypoints_3d = [Keypoint3D(x=float(x), y=float(y), z=float(z), valid=bool(z > 2))
+                               for x, y, z in rng.uniform(0, 4, (Person.NUM_KEYPOINTS, 3))]
         people.append(person)
     mask = Image(header=Header(stamp=Time(sec=12, nanosec=345), frame_id="camera_optical"),
                  height=height, width=width, encoding="mono16", is_bigendian=0, step=2 * width,
@@ -53,6 +55,9 @@ def test_pose_seg_round_trip_keeps_every_field():
         np.testing.assert_allclose([a.score, a.x_min, a.y_min, a.x_max, a.y_max, a.mask_score],
                                    [b.score, b.x_min, b.y_min, b.x_max, b.y_max, b.mask_score], rtol=1e-6)
         np.testing.assert_allclose(keypoint_fields(a), keypoint_fields(b), rtol=1e-6)
+        np.testing.assert_allclose([(k.x, k.y, k.z) for k in a.keypoints_3d],
+                                   [(k.x, k.y, k.z) for k in b.keypoints_3d], rtol=1e-6)
+        assert [k.valid for k in a.keypoints_3d] == [k.valid for k in b.keypoints_3d]
     assert got.mask == sent.mask
     labels = np.frombuffer(bytes(got.mask.data), np.uint16).reshape(got.height, got.width)
     assert [(labels == i + 1).sum() for i in range(2)] == [p.mask_area for p in sent.people]
