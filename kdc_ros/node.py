@@ -1,0 +1,263 @@
+"""The `kdc` node: camera images in, kdc_msgs/PoseSeg + RViz overlays out. Wiring only.
+
+Subscription callbacks only park the newest frame (kdc_ros.latest_frame); one worker thread runs the
+shared model on whichever camera waited longest, so inference never blocks the executor and a slow
+model skips stale frames. Topic layout (see docs/node.md):
+
+  one camera (image_topics empty):   ~/pose_seg, ~/overlay, ~/markers, ~/detections
+  several (image_topics non-empty):  ~/<camera_name>/pose_seg, ... where camera_name is the topic's
+                                     namespace with / -> _ (/front/image_raw -> front)
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from kdc_msgs.msg import PoseSeg
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
+
+from . import params
+from .diagnostics import FrameStats
+from .image_io import ImageError, compressed_to_rgb, image_to_rgb, rgb_to_image
+from .latest_frame import LatestFrames
+from .messages import filter_result, pose_seg_from_result
+from .tracking import PersonTracker
+from .visualization import detections_from_result, draw_overlay, import_vision_msgs, markers_from_result
+
+# Outputs are reliable (they match reliable and best-effort subscribers alike), keep-last 5.
+OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
+OUTPUT_TOPICS = {"pose_seg": PoseSeg, "overlay": Image, "markers": MarkerArray}  # + detections (vision_msgs)
+WARN_THROTTLE_S = 5.0
+
+
+def camera_name(topic: str) -> str:
+    """Name of a camera in output topics: its image topic's namespace, / -> _ (/a/b/image_raw -> a_b);
+    the topic itself for a topic without namespace (/image -> image)."""
+    segments = [s for s in topic.lstrip("~").split("/") if s]
+    return "_".join(segments[:-1]) or segments[-1]
+
+
+@dataclass
+class Camera:
+    """One input topic and everything published for it."""
+
+    name: str                 # "" in the one-camera layout
+    input_topic: str
+    publishers: dict = field(default_factory=dict)
+    stats: FrameStats = field(default_factory=FrameStats)
+    marker_ids: set = field(default_factory=set)  # ids drawn last frame, to DELETE those that left
+    tracker: PersonTracker = field(default_factory=PersonTracker)
+
+    def output(self, topic: str) -> str:
+        return f"~/{self.name}/{topic}" if self.name else f"~/{topic}"
+
+
+class KdcNode(Node):
+    """The kdc node. `predictor` (callable RGB uint8 -> PoseSegResult) is built from the model/device/half
+    parameters when not given; tests and embedding applications pass their own."""
+
+    def __init__(self, predictor=None, *, defaults: dict | None = None, **node_kwargs) -> None:
+        super().__init__(params.NODE_NAME, **node_kwargs)
+        self.settings = params.declare_parameters(self, defaults)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.predictor = predictor if predictor is not None else self._load_predictor()
+        self.vision_msgs = import_vision_msgs()
+        if self.vision_msgs is None:
+            self.get_logger().info("vision_msgs is not installed: ~/detections (Detection2DArray) is off")
+
+        topics = self.settings["image_topics"] or [self.settings["image_topic"]]
+        names = [camera_name(t) for t in topics] if self.settings["image_topics"] else [""]
+        if len(set(names)) != len(names):
+            raise ValueError(f"image_topics {topics} give the same camera name twice ({names}); "
+                             f"put each camera in its own namespace")
+        self.cameras = [Camera(name, topic) for name, topic in zip(names, topics)]
+        self.frames = LatestFrames()
+        self.image_subscriptions = [self._wire(camera) for camera in self.cameras]
+        self.diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(self.settings["diagnostics_period"], self._publish_diagnostics)
+        self._create_enable_service()
+
+        self._worker = threading.Thread(target=self._run_worker, name="kdc_inference", daemon=True)
+        self._worker.start()
+        self.get_logger().info("listening on " + ", ".join(s.topic_name for s in self.image_subscriptions))
+
+    # --- setup -------------------------------------------------------------------------------------
+    def _load_predictor(self):
+        import kdc_model  # torch is imported only when the node builds its own model
+
+        predictor = kdc_model.load_model(self.settings["model"], device=self.settings["device"],
+                                         half=self.settings["half"])
+        self.get_logger().info(f"model {self.settings['model']} on {getattr(predictor, 'device', '?')}")
+        return predictor
+
+    def _wire(self, camera: Camera):
+        for topic, message_type in OUTPUT_TOPICS.items():
+            camera.publishers[topic] = self.create_publisher(message_type, camera.output(topic), OUTPUT_QOS)
+        if self.vision_msgs is not None:
+            camera.publishers["detections"] = self.create_publisher(
+                self.vision_msgs.Detection2DArray, camera.output("detections"), OUTPUT_QOS)
+        reliability = {"best_effort": ReliabilityPolicy.BEST_EFFORT,
+                       "reliable": ReliabilityPolicy.RELIABLE}[self.settings["reliability"]]
+        input_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability)
+        if self.settings["compressed"]:
+            message_type, topic = CompressedImage, camera.input_topic.rstrip("/") + "/compressed"
+        else:
+            message_type, topic = Image, camera.input_topic
+        return self.create_subscription(message_type, topic, lambda msg: self._on_image(camera, msg), input_qos)
+
+    def _create_enable_service(self) -> None:
+        try:
+            from std_srvs.srv import SetBool
+        except ImportError:
+            self.get_logger().info("std_srvs is not installed: no ~/enable service; set the enable parameter")
+            return
+        self.create_service(SetBool, "~/enable", self._on_enable)
+
+    # --- executor side -----------------------------------------------------------------------------
+    def _on_image(self, camera: Camera, msg) -> None:
+        if not self.settings["enable"]:
+            return
+        camera.stats.count_received()
+        if self.frames.put(camera.name, msg):
+            camera.stats.count_dropped()
+
+    def _on_enable(self, request, response):
+        result = self.set_parameters([Parameter("enable", value=bool(request.data))])[0]
+        response.success = result.successful
+        response.message = ("enabled" if request.data else "paused") if result.successful else result.reason
+        return response
+
+    def _on_set_parameters(self, changes: list[Parameter]) -> SetParametersResult:
+        for change in changes:
+            reason = params.check_value(change.name, change.value)
+            if reason is not None:
+                return SetParametersResult(successful=False, reason=reason)
+        for change in changes:
+            self.settings[change.name] = change.value
+            if change.name == "enable" and not change.value:
+                self.frames.clear()
+            if change.name == "tracking":
+                for camera in self.cameras:
+                    camera.tracker.reset()
+        return SetParametersResult(successful=True)
+
+    def _publish_diagnostics(self) -> None:
+        prefix = self.get_fully_qualified_name()
+        status = [camera.stats.summary(f"{prefix}: {camera.name or 'camera'}", camera.input_topic,
+                                       enabled=self.settings["enable"]) for camera in self.cameras]
+        self.diagnostics_publisher.publish(DiagnosticArray(header=self._stamp_now(), status=status))
+
+    def _stamp_now(self) -> Header:
+        return Header(stamp=self.get_clock().now().to_msg())
+
+    # --- inference worker --------------------------------------------------------------------------
+    def _run_worker(self) -> None:
+        cameras = {camera.name: camera for camera in self.cameras}
+        while (taken := self.frames.take()) is not None:
+            name, arrived, msg = taken
+            if self.settings["enable"]:
+                self._process(cameras[name], msg, arrived)
+
+    def _process(self, camera: Camera, msg, arrived: float) -> None:
+        """One frame through conversion, model, messages and publishers; never raises."""
+        stage_ms = {}
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            stage_ms[stage] = (now - clock) * 1e3
+            clock = now
+
+        try:
+            to_rgb = compressed_to_rgb if isinstance(msg, CompressedImage) else image_to_rgb
+            rgb = to_rgb(msg, self.settings["max_pixels"])
+        except ImageError as err:
+            camera.stats.count_rejected(str(err))
+            self.get_logger().warning(f"{camera.input_topic}: frame rejected: {err}",
+                                      throttle_duration_sec=WARN_THROTTLE_S)
+            return
+        lap("conversion")
+        try:
+            result = self.predictor(rgb)
+        except Exception as err:  # e.g. CUDA out of memory: report, skip the frame, keep serving
+            camera.stats.count_failed(f"{type(err).__name__}: {err}")
+            self.get_logger().error(f"{camera.input_topic}: inference failed: {type(err).__name__}: {err}",
+                                    throttle_duration_sec=WARN_THROTTLE_S)
+            return
+        lap("model")
+        for stage, ms in getattr(self.predictor, "last_timing", {}).items():
+            stage = stage.removesuffix("_ms")
+            if stage in ("preprocess", "network", "decode"):
+                stage_ms[stage] = ms
+
+        result = filter_result(result, self.settings["min_person_score"], self.settings["keypoint_threshold"])
+        ids = None
+        if self.settings["tracking"]:
+            # Capture time drives the motion model; unstamped streams fall back to arrival time.
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 or arrived
+            ids = camera.tracker.update(result, stamp)
+        lap("tracking")
+        header = msg.header
+        outgoing = {"pose_seg": pose_seg_from_result(result, header, self.settings["publish_mask"], ids)}
+        if self._wanted(camera, "overlay"):
+            overlay = draw_overlay(rgb, result, self.settings["overlay_mask_alpha"], ids)
+            outgoing["overlay"] = rgb_to_image(overlay, header)
+        if self._wanted(camera, "markers"):
+            outgoing["markers"], camera.marker_ids = markers_from_result(result, header, camera.marker_ids, ids)
+        if self._wanted(camera, "detections"):
+            outgoing["detections"] = detections_from_result(result, header, self.vision_msgs, ids)
+        lap("messages")
+        for topic, message in outgoing.items():
+            camera.publishers[topic].publish(message)
+        lap("publish")
+        del stage_ms["model"]  # reported as its preprocess/network/decode parts
+        stage_ms["total"] = (time.monotonic() - arrived) * 1e3  # arrival -> published, waiting included
+        camera.stats.record(stage_ms)
+
+    @staticmethod
+    def _wanted(camera: Camera, topic: str) -> bool:
+        """Visualisations cost time: build them only for topics someone listens to."""
+        publisher = camera.publishers.get(topic)
+        return publisher is not None and publisher.get_subscription_count() > 0
+
+    def destroy_node(self) -> None:
+        self.frames.close()
+        if self._worker.is_alive() and self._worker is not threading.current_thread():
+            self._worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(args=None) -> int:
+    """Entry point of `kdc_node` / `python -m kdc_ros.node`; exit status 1 when startup fails."""
+    rclpy.init(args=args)
+    logger = rclpy.logging.get_logger(params.NODE_NAME)
+    try:
+        node = KdcNode()
+    except ValueError as err:  # kdc_model's CheckpointError (missing/corrupt file) or a bad parameter
+        logger.fatal(f"cannot start: {err}")
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

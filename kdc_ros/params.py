@@ -1,0 +1,185 @@
+"""The node's parameters: defaults from config/kdc.yaml, descriptions and ranges here, one validator.
+
+config/kdc.yaml is the only place a default value is written. This module adds what YAML cannot
+carry (type, description, range, whether it may change at run time) and refuses to load a YAML
+whose parameter names or types differ from these specs, so the two cannot drift apart.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.parameter import Parameter
+
+NODE_NAME = "kdc"
+PACKAGE = "kdc_ros"
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# ROS topic names: alphanumerics, _ and / (a ~ prefix for private names); no empty segments.
+_TOPIC = re.compile(r"^~?/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    type: Parameter.Type
+    description: str
+    dynamic: bool = False                          # may change while the node runs
+    bounds: tuple[float, float] | None = None      # inclusive range of a number
+    choices: tuple[str, ...] | None = None         # allowed values of a string
+    check: Callable[[Any], str | None] | None = None  # extra check: a reason to refuse, or None
+
+
+def _topic_reason(topic: str) -> str | None:
+    return None if _TOPIC.match(topic) else f"{topic!r} is not a valid topic name"
+
+
+def _topics_reason(topics: list[str]) -> str | None:
+    if not all(isinstance(topic, str) for topic in topics):
+        return "image_topics must be a list of strings"
+    for topic in topics:
+        if (reason := _topic_reason(topic)) is not None:
+            return reason
+    if len(set(topics)) != len(topics):
+        return "image_topics lists a topic twice"
+    return None
+
+
+SPECS: dict[str, ParameterSpec] = {
+    "image_topic": ParameterSpec(Parameter.Type.STRING, "Camera image topic (sensor_msgs/Image; "
+                                 "<image_topic>/compressed when compressed is true).", check=_topic_reason),
+    "image_topics": ParameterSpec(Parameter.Type.STRING_ARRAY, "Several cameras sharing one model: image "
+                                  "topics; non-empty replaces image_topic and outputs move to "
+                                  "~/<camera_name>/...", check=_topics_reason),
+    "compressed": ParameterSpec(Parameter.Type.BOOL, "Subscribe to sensor_msgs/CompressedImage on "
+                                "<topic>/compressed instead of raw sensor_msgs/Image."),
+    "reliability": ParameterSpec(Parameter.Type.STRING, "Input QoS reliability (history is keep-last 1).",
+                                 choices=("best_effort", "reliable")),
+    "max_pixels": ParameterSpec(Parameter.Type.INTEGER, "Reject input frames with more pixels than this.",
+                                dynamic=True, bounds=(1, 1 << 28)),
+    "model": ParameterSpec(Parameter.Type.STRING, "Checkpoint path, or 'default' for the packaged weights.",
+                           check=lambda v: None if v.strip() else "model must not be empty"),
+    "device": ParameterSpec(Parameter.Type.STRING, "Inference device: auto (CUDA when present), cpu, cuda, "
+                            "cuda:N.", check=lambda v: None if _DEVICE.match(v) else
+                            f"device {v!r} is not one of auto, cpu, mps, cuda, cuda:N"),
+    "half": ParameterSpec(Parameter.Type.BOOL, "Half precision (float16) on CUDA."),
+    "enable": ParameterSpec(Parameter.Type.BOOL, "Process frames (false pauses; see ~/enable).", dynamic=True),
+    "min_person_score": ParameterSpec(Parameter.Type.DOUBLE, "People scoring less are not published.",
+                                      dynamic=True, bounds=(0.0, 1.0)),
+    "keypoint_threshold": ParameterSpec(Parameter.Type.DOUBLE, "Keypoints less confident are published "
+                                        "with confidence 0.", dynamic=True, bounds=(0.0, 1.0)),
+    "tracking": ParameterSpec(Parameter.Type.BOOL, "Persistent person ids across frames (else rank in frame).",
+                              dynamic=True),
+    "publish_mask": ParameterSpec(Parameter.Type.BOOL, "Fill PoseSeg.mask with the instance label image.",
+                                  dynamic=True),
+    "overlay_mask_alpha": ParameterSpec(Parameter.Type.DOUBLE, "Opacity of masks on ~/overlay.",
+                                        dynamic=True, bounds=(0.0, 1.0)),
+    "diagnostics_period": ParameterSpec(Parameter.Type.DOUBLE, "Seconds between /diagnostics messages.",
+                                        bounds=(0.1, 60.0)),
+}
+
+_PYTHON_TYPES = {Parameter.Type.STRING: str, Parameter.Type.BOOL: bool, Parameter.Type.INTEGER: int,
+                 Parameter.Type.DOUBLE: float, Parameter.Type.STRING_ARRAY: list}
+
+
+def default_parameters_file() -> Path:
+    """config/kdc.yaml of the source tree (editable installs), else of the installed share folder."""
+    source = Path(__file__).resolve().parents[1] / "config" / "kdc.yaml"
+    if source.is_file():
+        return source
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return Path(get_package_share_directory(PACKAGE)) / "config" / "kdc.yaml"
+    except (ImportError, LookupError):
+        return source
+
+
+def load_defaults(path: str | Path | None = None) -> dict[str, Any]:
+    """{name: default} from the `kdc: ros__parameters:` block of a parameters file, checked against SPECS."""
+    path = Path(path) if path else default_parameters_file()
+    document = yaml.safe_load(path.read_text()) or {}
+    try:
+        values = document[NODE_NAME]["ros__parameters"]
+    except (KeyError, TypeError):
+        raise ValueError(f"{path}: no '{NODE_NAME}: ros__parameters:' block") from None
+    missing, unknown = sorted(set(SPECS) - set(values)), sorted(set(values) - set(SPECS))
+    if missing or unknown:
+        raise ValueError(f"{path}: parameters differ from kdc_ros.params.SPECS: "
+                         f"missing {missing}, unknown {unknown}")
+    for name, value in values.items():
+        expected = _PYTHON_TYPES[SPECS[name].type]
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            values[name] = value = float(value)
+        if type(value) is not expected:
+            raise ValueError(f"{path}: {name} = {value!r} should be a {expected.__name__}")
+        if (reason := check_value(name, value)) is not None:
+            raise ValueError(f"{path}: {reason}")
+    return values
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """Why `value` is not acceptable for parameter `name`, or None when it is."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return f"unknown parameter {name!r}"
+    if spec.bounds is not None and not spec.bounds[0] <= value <= spec.bounds[1]:
+        return f"{name} = {value} is outside [{spec.bounds[0]}, {spec.bounds[1]}]"
+    if spec.choices is not None and value not in spec.choices:
+        return f"{name} = {value!r} is not one of {', '.join(spec.choices)}"
+    if spec.check is not None:
+        return spec.check(value)
+    return None
+
+
+def descriptor(name: str) -> ParameterDescriptor:
+    spec = SPECS[name]
+    text = spec.description + ("" if spec.dynamic else " Read-only after start.")
+    result = ParameterDescriptor(name=name, type=spec.type.value, description=text, read_only=not spec.dynamic)
+    if spec.bounds is not None and spec.type == Parameter.Type.DOUBLE:
+        result.floating_point_range = [FloatingPointRange(from_value=float(spec.bounds[0]),
+                                                          to_value=float(spec.bounds[1]), step=0.0)]
+    elif spec.bounds is not None and spec.type == Parameter.Type.INTEGER:
+        result.integer_range = [IntegerRange(from_value=int(spec.bounds[0]), to_value=int(spec.bounds[1]), step=1)]
+    if spec.choices is not None:
+        result.additional_constraints = "one of: " + ", ".join(spec.choices)
+    return result
+
+
+def declare_parameters(node, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Declare every parameter on `node` (overrides from --params-file win) and return the values.
+
+    Raises ValueError naming the parameter when a value given at start is not acceptable.
+    """
+    defaults = load_defaults() if defaults is None else defaults
+    values = {}
+    for name, spec in SPECS.items():
+        default = defaults[name]
+        # rclpy types a parameter by its value and cannot type an empty list; declare it by type.
+        initial = spec.type if default == [] else default
+        value = node.declare_parameter(name, initial, descriptor(name)).value
+        values[name] = [] if value is None and spec.type == Parameter.Type.STRING_ARRAY else value
+        if (reason := check_value(name, values[name])) is not None:
+            raise ValueError(f"parameter {reason}")
+    return values
+
+
+def markdown_table() -> str:
+    """The README table of parameters (docs/node.md holds a copy; a test compares the two)."""
+    defaults = load_defaults()
+    rows = ["| Parameter | Type | Default | Range | Dynamic | Description |", "|---|---|---|---|---|---|"]
+    for name, spec in SPECS.items():
+        if spec.bounds is not None:
+            allowed = f"[{spec.bounds[0]}, {spec.bounds[1]}]"
+        elif spec.choices is not None:
+            allowed = " \\| ".join(spec.choices)
+        else:
+            allowed = ""
+        type_name = {Parameter.Type.STRING: "string", Parameter.Type.BOOL: "bool", Parameter.Type.INTEGER: "int",
+                     Parameter.Type.DOUBLE: "double", Parameter.Type.STRING_ARRAY: "string[]"}[spec.type]
+        default = defaults[name]
+        shown = "[]" if default == [] else str(default).lower() if isinstance(default, bool) else str(default)
+        rows.append(f"| `{name}` | {type_name} | `{shown}` | {allowed} | {'yes' if spec.dynamic else 'no'} "
+                    f"| {spec.description} |")
+    return "\n".join(rows)

@@ -1,0 +1,155 @@
+"""What people look like in RViz: the overlay image, skeleton markers and vision_msgs detections.
+
+Each function takes a (filtered) PoseSegResult and the people's ids (track ids, or indices: see
+messages.person_ids) and returns a message or array; none keeps state, the caller holds the marker
+ids it published last. A person keeps its colour and marker ids as long as it keeps its id.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import Point
+from std_msgs.msg import ColorRGBA
+from visualization_msgs.msg import Marker, MarkerArray
+
+from kdc_model import PoseSegResult
+from kdc_model.skeleton import DRAW_EDGES
+
+from .messages import person_ids
+
+# Distinct colours (RGB) cycled by person id, so a person keeps its colour in overlay and markers.
+PALETTE = np.array([
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40),
+], np.uint8)
+
+# Markers lie on the plane z = 1 m of the camera optical frame (x right, y down, z forward), assuming
+# fx = fy = image width (about 53 degrees horizontal field of view) and the principal point at the
+# image centre: without camera_info that keeps proportions and puts people where the camera sees them.
+IMAGE_PLANE_DISTANCE = 1.0
+MARKER_NAMESPACES = ("skeleton", "joints", "score")
+
+
+def person_color(person_id: int) -> tuple[int, int, int]:
+    return tuple(int(c) for c in PALETTE[person_id % len(PALETTE)])
+
+
+def draw_overlay(rgb: np.ndarray, result: PoseSegResult, mask_alpha: float = 0.5, ids=None) -> np.ndarray:
+    """A copy of `rgb` with each person's mask tinted, skeleton, joints, box and "id: score" drawn."""
+    ids = person_ids(result, ids)
+    canvas = rgb.copy()
+    if len(result) and mask_alpha > 0:
+        colors = np.concatenate([np.zeros((1, 3), np.uint8), PALETTE[ids % len(PALETTE)]])
+        labels = np.minimum(result.label_map, len(result))
+        person = labels > 0
+        tint = colors[labels[person]].astype(np.float32)
+        canvas[person] = (canvas[person] * (1 - mask_alpha) + tint * mask_alpha).astype(np.uint8)
+    thickness = max(1, round(max(rgb.shape[:2]) / 320))
+    for index, person_id in enumerate(ids.tolist()):
+        color = person_color(person_id)
+        keypoints = result.keypoints[index]
+        found = keypoints[:, 2] > 0
+        for a, b in DRAW_EDGES:
+            if found[a] and found[b]:
+                cv2.line(canvas, _pixel(keypoints[a]), _pixel(keypoints[b]), color, thickness, cv2.LINE_AA)
+        for keypoint in keypoints[found]:
+            cv2.circle(canvas, _pixel(keypoint), thickness + 1, (255, 255, 255), -1, cv2.LINE_AA)
+        x0, y0, x1, y1 = (int(round(v)) for v in result.boxes[index])
+        cv2.rectangle(canvas, (x0, y0), (x1, y1), color, 1)
+        cv2.putText(canvas, f"{person_id}: {result.scores[index]:.2f}", (x0, max(y0 - 4, 10)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, color, thickness, cv2.LINE_AA)
+    return canvas
+
+
+def _pixel(keypoint: np.ndarray) -> tuple[int, int]:
+    return int(round(float(keypoint[0]))), int(round(float(keypoint[1])))
+
+
+def image_plane_points(xy: np.ndarray, width: int, height: int) -> np.ndarray:
+    """[N, 2] pixel coordinates -> [N, 3] metres on the image plane of the camera optical frame."""
+    scale = IMAGE_PLANE_DISTANCE / width
+    points = np.empty((len(xy), 3), np.float64)
+    points[:, 0] = (xy[:, 0] - (width - 1) / 2) * scale
+    points[:, 1] = (xy[:, 1] - (height - 1) / 2) * scale
+    points[:, 2] = IMAGE_PLANE_DISTANCE
+    return points
+
+
+def markers_from_result(result: PoseSegResult, header, previous_ids: set[int] = frozenset(), ids=None
+                        ) -> tuple[MarkerArray, set[int]]:
+    """MarkerArray of skeleton lines, joints and score per person (marker id = person id in each
+    namespace), plus DELETE markers for ids in `previous_ids` that are gone; returns the ids drawn."""
+    ids = person_ids(result, ids)
+    height, width = result.image_size
+    markers = []
+    for index, person_id in enumerate(ids.tolist()):
+        keypoints = result.keypoints[index]
+        found = keypoints[:, 2] > 0
+        points = image_plane_points(keypoints[:, :2], width, height)
+        r, g, b = (c / 255.0 for c in person_color(person_id))
+        color = ColorRGBA(r=r, g=g, b=b, a=1.0)
+        line_width = 0.01 * IMAGE_PLANE_DISTANCE
+        skeleton = _marker(header, "skeleton", person_id, Marker.LINE_LIST, color, line_width)
+        skeleton.points = [_point(points[k]) for a, b_ in DRAW_EDGES if found[a] and found[b_] for k in (a, b_)]
+        joints = _marker(header, "joints", person_id, Marker.SPHERE_LIST, color, 2 * line_width)
+        joints.points = [_point(p) for p in points[found]]
+        score = _marker(header, "score", person_id, Marker.TEXT_VIEW_FACING, color, 4 * line_width)
+        top = image_plane_points(result.boxes[index:index + 1, :2], width, height)[0]
+        score.pose.position = _point(top - (0.0, 3 * line_width, 0.0))
+        score.text = f"{person_id}: {result.scores[index]:.2f}"
+        markers += [skeleton, joints, score]
+    current = set(ids.tolist())
+    for gone in sorted(set(previous_ids) - current):
+        for namespace in MARKER_NAMESPACES:
+            markers.append(Marker(header=header, ns=namespace, id=gone, action=Marker.DELETE))
+    return MarkerArray(markers=markers), current
+
+
+def _marker(header, namespace: str, marker_id: int, marker_type: int, color: ColorRGBA, size: float) -> Marker:
+    marker = Marker(header=header, ns=namespace, id=marker_id, type=marker_type, action=Marker.ADD,
+                    color=color, lifetime=Duration())  # lifetime 0: kept until replaced or deleted
+    marker.pose.orientation.w = 1.0
+    marker.scale.x = marker.scale.y = marker.scale.z = size
+    return marker
+
+
+def _point(xyz) -> Point:
+    return Point(x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
+
+
+def detections_from_result(result: PoseSegResult, header, vision_msgs, ids=None):
+    """vision_msgs/Detection2DArray: one "person" detection per person (box, score, id).
+
+    `vision_msgs` is the imported vision_msgs.msg module (optional dependency, passed in so this
+    module imports without it). Handles both BoundingBox2D layouts: center.position.x (vision_msgs
+    4+, Humble on) and center.x (3.x).
+    """
+    ids = person_ids(result, ids)
+    detections = []
+    for index in range(len(result)):
+        x0, y0, x1, y1 = (float(v) for v in result.boxes[index])
+        detection = vision_msgs.Detection2D(header=header, id=str(ids[index]))
+        center = detection.bbox.center
+        target = center.position if hasattr(center, "position") else center
+        target.x, target.y = (x0 + x1) / 2, (y0 + y1) / 2
+        detection.bbox.size_x, detection.bbox.size_y = x1 - x0, y1 - y0
+        hypothesis = vision_msgs.ObjectHypothesisWithPose()
+        scored = hypothesis.hypothesis if hasattr(hypothesis, "hypothesis") else hypothesis
+        if hasattr(scored, "class_id"):
+            scored.class_id = "person"
+        else:  # vision_msgs 3.x: an integer/string id field
+            scored.id = "person"
+        scored.score = float(result.scores[index])
+        detection.results = [hypothesis]
+        detections.append(detection)
+    return vision_msgs.Detection2DArray(header=header, detections=detections)
+
+
+def import_vision_msgs():
+    """vision_msgs.msg, or None where the package is not installed (it is not on PyPI)."""
+    try:
+        import vision_msgs.msg
+    except ImportError:
+        return None
+    return vision_msgs.msg
