@@ -1,0 +1,383 @@
+"""PoseSeg decoding: activated KDC maps of one image -> people (keypoints, scores, boxes, masks).
+
+Steps (docs: shared/notes/kdc-method.md, "Decoding"):
+1. KeyCentroid voting: every cell splats its heatmap probability bilinearly at p + short(p);
+   normalised by pi R^2 (cells), a keypoint supported by a full disk gets mass ~1.
+2. Point-wise Gaussian optimisation: each keypoint's Hough map is smoothed with its own sigma.
+3. Peaks: 3x3 local maxima above `peak_threshold`, all 17 types in one queue by score.
+4. Grouping: greedy along the kinematic tree (the only Python loop; it walks peaks, never pixels).
+5. Scores: votes landing near a keypoint, weighted by its COCO OKS falloff; person score = mean
+   over 17 with soft NMS (keypoints a better person already has do not count).
+6. Masks: dynamic MaskCentroids (each person's confident keypoints) attract the segmentation
+   cells' embeddings; one batched tensor op gives every cell's membership to every person.
+
+Sub-cell keypoint positions come from "mean-shift" on the KeyCentroid votes: a point moves to the
+mean of the vote destinations c + short(c) of the cells around it, each weighted by heatmap(c) and
+by a narrow Gaussian (`_VOTE_BANDWIDTH` cells) of its distance to the point. Votes for a different
+keypoint of the same type a few pixels away barely count, so crowded people stay apart.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import DecoderConfig
+from .result import PoseSegResult
+from .skeleton import DIRECTED_EDGES, NUM_KEYPOINTS, OKS_SIGMAS, TREE_EDGES
+
+REFERENCE_INPUT = 401.0  # the input size at which DecoderConfig.match_radius is given
+_VOTE_BANDWIDTH = 0.25   # cells: Gaussian width of the vote mean-shift (see module docstring)
+
+_SRC = np.array([a for a, _ in DIRECTED_EDGES])
+_DST = np.array([b for _, b in DIRECTED_EDGES])
+_REVERSE = np.array([(e + len(TREE_EDGES)) % len(DIRECTED_EDGES) for e in range(len(DIRECTED_EDGES))])
+_OUT_EDGES = tuple(np.flatnonzero(_SRC == k) for k in range(NUM_KEYPOINTS))
+
+# Keypoint states during grouping.
+_UNSET, _FOUND, _GUESSED, _REJECTED = 0, 1, 2, 3
+
+
+def _split_xy(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return t[0::2], t[1::2]
+
+
+def _gaussian_blur(maps: torch.Tensor, sigmas) -> torch.Tensor:
+    """Blur each channel of [C, h, w] with its own sigma (cells); sigma <= 0 leaves it unchanged."""
+    sig = torch.as_tensor(sigmas, dtype=maps.dtype, device=maps.device).clamp(min=1e-3)
+    half = max(1, math.ceil(3 * float(sig.max())))
+    t = torch.arange(-half, half + 1, dtype=maps.dtype, device=maps.device)
+    k = torch.exp(-t.square()[None] / (2 * sig.square()[:, None]))
+    k = k / k.sum(dim=1, keepdim=True)                                  # [C, K]
+    c = maps.shape[0]
+    x = F.conv2d(maps[None], k.view(c, 1, 1, -1), padding=(0, half), groups=c)
+    return F.conv2d(x, k.view(c, 1, -1, 1), padding=(half, 0), groups=c)[0]
+
+
+def hough_maps(heatmap: torch.Tensor, short: torch.Tensor, *, stride: int, radius: float) -> torch.Tensor:
+    """KeyCentroid voting: [17, h, w] vote mass, ~1 at a keypoint backed by a whole disk."""
+    k, h, w = heatmap.shape
+    sx, sy = _split_xy(short)
+    dev = heatmap.device
+    u = torch.arange(w, device=dev, dtype=heatmap.dtype).view(1, 1, w) + sx / stride
+    v = torch.arange(h, device=dev, dtype=heatmap.dtype).view(1, h, 1) + sy / stride
+    u0, v0 = u.floor(), v.floor()
+    fu, fv = u - u0, v - v0
+    base = (torch.arange(k, device=dev) * h * w).view(k, 1, 1)
+    acc = torch.zeros(k * h * w, device=dev, dtype=heatmap.dtype)
+    for dv, du, wt in ((0, 0, (1 - fv) * (1 - fu)), (0, 1, (1 - fv) * fu), (1, 0, fv * (1 - fu)), (1, 1, fv * fu)):
+        ui, vi = (u0 + du).long(), (v0 + dv).long()
+        inside = (ui >= 0) & (ui < w) & (vi >= 0) & (vi < h)
+        idx = base + vi.clamp(0, h - 1) * w + ui.clamp(0, w - 1)
+        acc.index_add_(0, idx.reshape(-1), (heatmap * wt * inside).reshape(-1))
+    return acc.view(k, h, w) / (math.pi * (radius / stride) ** 2)
+
+
+class _VoteField:
+    """The small maps the grouping loop reads, as padded float64 NumPy planes (one per type).
+
+    Padding by one empty cell lets every 3x3 neighbourhood be read without bounds checks.
+    """
+
+    def __init__(self, heatmap, short, mid, *, stride: int, radius: float):
+        k, h, w = heatmap.shape
+        self.h, self.w, self.stride, self.radius = h, w, stride, radius
+        self.off = (stride - 1) / 2.0
+        self.bandwidth2 = 2 * (_VOTE_BANDWIDTH * stride) ** 2
+        xs = np.arange(w) * stride + self.off
+        ys = np.arange(h) * stride + self.off
+        pad = lambda a: np.pad(a, ((0, 0), (1, 1), (1, 1))).reshape(a.shape[0], -1)
+        self.heat = pad(heatmap.astype(np.float64))
+        self.vote_x = pad(xs + short[0::2].astype(np.float64))
+        self.vote_y = pad(ys[:, None] + short[1::2].astype(np.float64))
+        self.mid_x = pad(xs + mid[0::2].astype(np.float64))
+        self.mid_y = pad(ys[:, None] + mid[1::2].astype(np.float64))
+        di, dj = np.meshgrid([-1, 0, 1], [-1, 0, 1], indexing="ij")
+        self.nb = (di * (w + 2) + dj).reshape(1, 9)
+
+    def _cells(self, pts: np.ndarray) -> np.ndarray:
+        """[B, 9] flat padded indices of the 3x3 cells around each point [B, 2]."""
+        j = np.clip(np.rint((pts[:, 0] - self.off) / self.stride), 0, self.w - 1).astype(np.int64) + 1
+        i = np.clip(np.rint((pts[:, 1] - self.off) / self.stride), 0, self.h - 1).astype(np.int64) + 1
+        return (i * (self.w + 2) + j)[:, None] + self.nb
+
+    def _weights(self, types: np.ndarray, pts: np.ndarray, cells: np.ndarray):
+        """Weights of the votes of type `types` near `pts`: heatmap x closeness of their destination."""
+        t = types[:, None]
+        heat = self.heat[t, cells]
+        vx, vy = self.vote_x[t, cells], self.vote_y[t, cells]
+        d2 = (vx - pts[:, :1]) ** 2 + (vy - pts[:, 1:]) ** 2
+        d2_min = np.where(heat > 0, d2, np.inf).min(axis=1, keepdims=True)
+        d2_min = np.where(np.isfinite(d2_min), d2_min, 0.0)
+        return heat * np.exp(-(d2 - d2_min) / self.bandwidth2), vx, vy
+
+    def refine(self, types: np.ndarray, pts: np.ndarray, steps: int) -> np.ndarray:
+        """Move points to the mean of the nearby votes of their type, `steps` times."""
+        for _ in range(steps):
+            wt, vx, vy = self._weights(types, pts, self._cells(pts))
+            total = wt.sum(axis=1)
+            ok = total > 0
+            mean = np.stack([(wt * vx).sum(1), (wt * vy).sum(1)], axis=1) / np.where(ok, total, 1)[:, None]
+            pts = np.where(ok[:, None], mean, pts)
+        return pts
+
+    def follow(self, edges: np.ndarray, pts: np.ndarray) -> np.ndarray:
+        """Mid-range proposal: where the cells voting for the edge's source point to its target."""
+        cells = self._cells(pts)
+        wt, _, _ = self._weights(_SRC[edges], pts, cells)
+        e = edges[:, None]
+        total = wt.sum(axis=1)
+        ok = total > 0
+        prop = np.stack([(wt * self.mid_x[e, cells]).sum(1), (wt * self.mid_y[e, cells]).sum(1)], axis=1)
+        return np.where(ok[:, None], prop / np.where(ok, total, 1)[:, None], pts)
+
+    def heat_at(self, types: np.ndarray, pts: np.ndarray) -> np.ndarray:
+        """Bilinearly interpolated heatmap of type `types` at `pts`."""
+        u = np.clip((pts[:, 0] - self.off) / self.stride, -1, self.w) + 1
+        v = np.clip((pts[:, 1] - self.off) / self.stride, -1, self.h) + 1
+        j0 = np.minimum(np.floor(u).astype(np.int64), self.w)
+        i0 = np.minimum(np.floor(v).astype(np.int64), self.h)
+        fu, fv = u - j0, v - i0
+        plane = self.heat[types]
+        at = lambda i, j: plane[np.arange(len(types)), i * (self.w + 2) + j]
+        return ((1 - fv) * ((1 - fu) * at(i0, j0) + fu * at(i0, j0 + 1))
+                + fv * ((1 - fu) * at(i0 + 1, j0) + fu * at(i0 + 1, j0 + 1)))
+
+    def confidence(self, pts: np.ndarray, falloff: np.ndarray) -> np.ndarray:
+        """Vote mass landing near each keypoint, weighted by a Gaussian falloff (px) per keypoint.
+
+        pts: [P, 17, 2]; falloff: [P, 17]. Votes come from cells within the disk radius.
+        """
+        p = pts.shape[0]
+        r = max(1, math.ceil(self.radius / self.stride))
+        di, dj = np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1), indexing="ij")
+        flat = pts.reshape(-1, 2)
+        j = np.clip(np.rint((flat[:, 0] - self.off) / self.stride), 0, self.w - 1).astype(np.int64)[:, None] + 1
+        i = np.clip(np.rint((flat[:, 1] - self.off) / self.stride), 0, self.h - 1).astype(np.int64)[:, None] + 1
+        i = np.clip(i + di.reshape(1, -1), 0, self.h + 1)
+        j = np.clip(j + dj.reshape(1, -1), 0, self.w + 1)
+        cells = i * (self.w + 2) + j
+        t = np.tile(np.arange(NUM_KEYPOINTS), p)[:, None]
+        d2 = (self.vote_x[t, cells] - flat[:, :1]) ** 2 + (self.vote_y[t, cells] - flat[:, 1:]) ** 2
+        mass = (self.heat[t, cells] * np.exp(-d2 / (2 * falloff.reshape(-1, 1) ** 2))).sum(1)
+        return np.clip(mass / (math.pi * (self.radius / self.stride) ** 2), 0, 1).reshape(p, NUM_KEYPOINTS)
+
+
+def _group(field: _VoteField, peak_types: np.ndarray, peak_pos: np.ndarray, config: DecoderConfig,
+           match_radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy kinematic-tree grouping. Returns keypoints [P, 17, 2] and states [P, 17]."""
+    r2 = config.peak_nms_radius ** 2
+    consistency = config.mid_consistency * field.radius
+    found = [np.zeros((0, 2)) for _ in range(NUM_KEYPOINTS)]     # found keypoints of people so far
+    peaks_of = [peak_pos[peak_types == k] for k in range(NUM_KEYPOINTS)]
+    people, states = [], []
+
+    def claimed(k: int, pts: np.ndarray) -> np.ndarray:
+        if not len(found[k]):
+            return np.zeros(len(pts), bool)
+        return (((pts[:, None] - found[k][None]) ** 2).sum(-1) < r2).any(1)
+
+    for k, pos in zip(peak_types, peak_pos):
+        if claimed(k, pos[None])[0]:
+            continue
+        kp = np.zeros((NUM_KEYPOINTS, 2))
+        state = np.full(NUM_KEYPOINTS, _UNSET)
+        kp[k], state[k] = pos, _FOUND
+        frontier = [k]
+        while frontier:
+            edges = np.array([e for a in frontier for e in _OUT_EDGES[a] if state[_DST[e]] == _UNSET], np.int64)
+            if not len(edges):
+                break
+            src, dst = _SRC[edges], _DST[edges]
+            y = field.refine(dst, field.follow(edges, kp[src]), config.refine_steps)
+            supported = field.heat_at(dst, y) >= 0.5
+            for n in np.flatnonzero(~supported):
+                # Outside every disk: snap to the nearest unclaimed peak of that type, if close.
+                cand = peaks_of[dst[n]]
+                if len(cand):
+                    cand = cand[~claimed(dst[n], cand)]
+                if len(cand):
+                    d2 = ((cand - y[n]) ** 2).sum(1)
+                    best = int(d2.argmin())
+                    if d2[best] <= match_radius ** 2:
+                        y[n], supported[n] = cand[best], True
+            # A proposal whose reverse mid-range offset misses the parent belongs to someone else.
+            back = field.follow(_REVERSE[edges], y)
+            rejected = supported & (((back - kp[src]) ** 2).sum(1) > consistency ** 2)
+            kp[dst] = y
+            state[dst] = np.where(rejected, _REJECTED, np.where(supported, _FOUND, _GUESSED))
+            frontier = [int(d) for d in dst[~rejected]]
+        people.append(kp)
+        states.append(state)
+        for t in np.flatnonzero(state == _FOUND):
+            found[t] = np.concatenate([found[t], kp[t][None]])
+    if not people:
+        return np.zeros((0, NUM_KEYPOINTS, 2)), np.zeros((0, NUM_KEYPOINTS), np.int64)
+    return np.stack(people), np.stack(states)
+
+
+def _person_scale(kp: np.ndarray, ok: np.ndarray, floor: float) -> np.ndarray:
+    """sqrt of the area of the box around each person's found keypoints, at least `floor` px."""
+    lo = np.where(ok[..., None], kp, np.inf).min(axis=1)
+    hi = np.where(ok[..., None], kp, -np.inf).max(axis=1)
+    extent = np.where(ok.any(axis=1)[:, None], hi - lo, 0.0)
+    return np.maximum(np.sqrt(extent[:, 0] * extent[:, 1]), floor)
+
+
+def _soft_nms_scores(kp: np.ndarray, conf: np.ndarray, nms_radius: float) -> np.ndarray:
+    """Mean keypoint confidence over 17, skipping keypoints a higher-scoring person already has."""
+    order = np.argsort(-conf.sum(1), kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    close = ((kp[:, None] - kp[None]) ** 2).sum(-1) < nms_radius ** 2            # [P, P, 17]
+    better = rank[:, None] < rank[None, :]                                        # i ranks above j
+    taken = (close & better[..., None] & (conf[:, None] > 0)).any(axis=0)         # [P, 17]
+    return np.where(taken, 0.0, conf).sum(1) / NUM_KEYPOINTS
+
+
+def _cell_labels(seg: torch.Tensor, embed: torch.Tensor, kp: torch.Tensor, weight: torch.Tensor,
+                 scale: torch.Tensor, *, stride: int, config: DecoderConfig) -> torch.Tensor:
+    """[h, w] long: 0 background, j + 1 for cells whose embedding is attracted to person j.
+
+    Distance of a cell to person j: root of the weighted mean squared distance between its
+    embeddings e_k = m + embed_k(m) and j's keypoints, over j's confident keypoints (weights),
+    divided by j's scale. Squared distances expand into matrix products, so all cells and people
+    are scored at once.
+    """
+    h, w = seg.shape
+    labels = torch.zeros(h, w, dtype=torch.long, device=seg.device)
+    person = seg > config.seg_threshold
+    if not len(kp) or not bool(person.any()):
+        return labels
+    ii, jj = torch.nonzero(person, as_tuple=True)
+    off = (stride - 1) / 2.0
+    ex = embed[0::2, ii, jj].T + (jj * stride + off).to(embed.dtype)[:, None]   # [M, 17]
+    ey = embed[1::2, ii, jj].T + (ii * stride + off).to(embed.dtype)[:, None]
+    wsum = weight.sum(1).clamp(min=1e-9)                                          # [P]
+    d2 = ((ex.square() + ey.square()) @ weight.T
+          - 2 * (ex @ (weight * kp[..., 0]).T + ey @ (weight * kp[..., 1]).T)
+          + (weight * kp.square().sum(-1)).sum(1))                               # [M, P]
+    d2 = d2.clamp(min=0) / (wsum * scale.square())
+    phi = torch.exp(-d2 / (2 * config.mask_sigma ** 2))
+    phi = torch.where(weight.sum(1) > 0, phi, torch.zeros_like(phi))
+    if config.instance_smoothing_sigma > 0:
+        # Instance-wise Gaussian optimisation: smooth each person's membership map.
+        grid = torch.zeros(len(kp), h, w, dtype=phi.dtype, device=phi.device)
+        grid[:, ii, jj] = phi.T
+        grid = _gaussian_blur(grid, [config.instance_smoothing_sigma] * len(kp))
+        phi = grid[:, ii, jj].T
+    best, who = phi.max(dim=1)
+    labels[ii, jj] = torch.where(best > config.membership_threshold, who + 1, torch.zeros_like(who))
+    return labels
+
+
+def _upsample(seg: torch.Tensor, cell_labels: torch.Tensor, stride: int, image_size: tuple[int, int]):
+    """Segmentation probability and instance labels at input resolution.
+
+    Segmentation is bilinear between cell centres; a pixel's label is the one carrying the most
+    bilinear weight among its four neighbouring labelled cells.
+    """
+    H, W = image_size
+    h, w = seg.shape
+    dev = seg.device
+
+    def axis(n_px, n_cells):
+        u = (torch.arange(n_px, device=dev, dtype=seg.dtype) - (stride - 1) / 2.0) / stride
+        a0 = u.floor().clamp(0, n_cells - 1).long()
+        a1 = (a0 + 1).clamp(max=n_cells - 1)
+        return a0, a1, (u - a0).clamp(0, 1)
+
+    j0, j1, fu = axis(W, w)
+    i0, i1, fv = axis(H, h)
+    corners = [(i0, j0, (1 - fv)[:, None] * (1 - fu)[None]), (i0, j1, (1 - fv)[:, None] * fu[None]),
+               (i1, j0, fv[:, None] * (1 - fu)[None]), (i1, j1, fv[:, None] * fu[None])]
+    seg_up = sum(seg[i][:, j] * wt for i, j, wt in corners)
+    labs = torch.stack([cell_labels[i][:, j] for i, j, _ in corners])              # [4, H, W]
+    wts = torch.stack([wt * (cell_labels[i][:, j] > 0) for i, j, wt in corners])
+    support = ((labs[:, None] == labs[None]) * wts[None]).sum(1)                  # [4, H, W]
+    pick = support.argmax(0, keepdim=True)
+    label = torch.where(support.gather(0, pick)[0] > 0, labs.gather(0, pick)[0], torch.zeros_like(labs[0]))
+    return seg_up, label
+
+
+def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, config: DecoderConfig,
+                  image_size: tuple[int, int]) -> PoseSegResult:
+    """Decode ACTIVATED maps ([C, h, w], any device) of one image into people, in input pixels."""
+    H, W = image_size
+    heat = maps["heatmap"].float()
+    dev = heat.device
+    hough = _gaussian_blur(hough_maps(heat, maps["short"].float(), stride=stride, radius=radius),
+                           config.pgo_sigmas)
+    is_peak = (hough == F.max_pool2d(hough[None], 3, 1, 1)[0]) & (hough > config.peak_threshold)
+    pk, pi, pj = torch.nonzero(is_peak, as_tuple=True)
+    peak_score = hough[pk, pi, pj]
+
+    # The grouping loop reads a few values per step: NumPy on the host is faster than device calls.
+    order = torch.argsort(peak_score, descending=True, stable=True)
+    pk, pi, pj = (t[order].cpu().numpy() for t in (pk, pi, pj))
+    field = _VoteField(heat.cpu().numpy(), maps["short"].float().cpu().numpy(), maps["mid"].float().cpu().numpy(),
+                       stride=stride, radius=radius)
+    off = (stride - 1) / 2.0
+    peak_pos = np.stack([pj * stride + off, pi * stride + off], axis=1).astype(np.float64)
+    peak_pos = field.refine(pk, peak_pos, config.refine_steps + 1)
+    match_radius = config.match_radius * max(H, W) / REFERENCE_INPUT
+    kp, state = _group(field, pk, peak_pos, config, match_radius)
+    if not len(kp):
+        return PoseSegResult.empty(H, W)
+
+    # Final sub-cell position: one more KeyCentroid step at every keypoint.
+    types = np.tile(np.arange(NUM_KEYPOINTS), len(kp))
+    kp = field.refine(types, kp.reshape(-1, 2), 1).reshape(kp.shape)
+    ok = state == _FOUND
+    scale = _person_scale(kp, ok, floor=radius)
+    conf = field.confidence(kp, falloff=2 * OKS_SIGMAS[None].astype(np.float64) * scale[:, None])
+    conf = np.where(state == _REJECTED, 0.0, conf)
+    scores = _soft_nms_scores(kp, conf, config.peak_nms_radius)
+    keep = np.argsort(-scores, kind="stable")
+    keep = keep[scores[keep] >= config.min_person_score][: config.max_people]
+    kp, conf, scores, scale = kp[keep], conf[keep], scores[keep], scale[keep]
+
+    # Dynamic MaskCentroids: confident keypoints no other person also has (a shared one cannot
+    # tell the two apart).
+    close = ((kp[:, None] - kp[None]) ** 2).sum(-1) < config.peak_nms_radius ** 2   # [P, P, 17]
+    close &= ~np.eye(len(kp), dtype=bool)[..., None]
+    shared = (close & (conf[:, None] > 0)).any(axis=0)
+    centroid_w = np.where((conf >= config.centroid_min_confidence) & ~shared, conf, 0.0)
+    to_dev = lambda a: torch.as_tensor(a, dtype=torch.float32, device=dev)
+    seg = maps["seg"].float()[0]
+    cells = _cell_labels(seg, maps["embed"].float(), to_dev(kp), to_dev(centroid_w), to_dev(scale),
+                         stride=stride, config=config)
+    seg_up, label = _upsample(seg, cells, stride, (H, W))
+    label = torch.where(seg_up > config.seg_threshold, label, torch.zeros_like(label))
+
+    n = len(kp)
+    flat = label.reshape(-1)
+    count = torch.bincount(flat, minlength=n + 1)[1:].float()
+    seg_sum = torch.bincount(flat, weights=seg_up.reshape(-1), minlength=n + 1)[1:]
+    mask_scores = (seg_sum / count.clamp(min=1)).cpu().numpy()
+
+    ys, xs = torch.meshgrid(torch.arange(H, device=dev), torch.arange(W, device=dev), indexing="ij")
+    big = torch.full((n + 1,), H + W, device=dev, dtype=torch.long)
+    lo_x = big.scatter_reduce(0, flat, xs.reshape(-1), "amin")[1:]
+    lo_y = big.scatter_reduce(0, flat, ys.reshape(-1), "amin")[1:]
+    hi_x = torch.full_like(big, -1).scatter_reduce(0, flat, xs.reshape(-1), "amax")[1:]
+    hi_y = torch.full_like(big, -1).scatter_reduce(0, flat, ys.reshape(-1), "amax")[1:]
+    mask_box = torch.stack([lo_x, lo_y, hi_x, hi_y], 1).cpu().numpy().astype(np.float64)
+    has_mask = count.cpu().numpy() > 0
+    conf = np.where(conf >= config.keypoint_threshold, conf, 0.0)
+    kp_ok = (conf > 0)[..., None]
+    kp_box = np.concatenate([np.where(kp_ok, kp, np.inf).min(1), np.where(kp_ok, kp, -np.inf).max(1)], 1)
+    boxes = np.where(has_mask[:, None],
+                     np.concatenate([np.minimum(kp_box[:, :2], mask_box[:, :2]), np.maximum(kp_box[:, 2:], mask_box[:, 2:])], 1),
+                     kp_box)
+    boxes = np.where(np.isfinite(boxes), boxes, np.concatenate([kp.min(1), kp.max(1)], 1))
+
+    return PoseSegResult(
+        keypoints=np.concatenate([kp, conf[..., None]], axis=2).astype(np.float32),
+        scores=scores.astype(np.float32),
+        boxes=boxes.astype(np.float32),
+        label_map=label.cpu().numpy().astype(np.uint16),
+        mask_scores=mask_scores.astype(np.float32),
+    )
