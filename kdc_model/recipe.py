@@ -1,0 +1,98 @@
+"""Training recipes: a YAML file with `model` (ModelConfig fields), `data` (sources, relative to a
+data root), `augment` (AugmentConfig fields) and `train` (optimisation and bookkeeping) sections,
+plus `section.key=value` overrides from the command line.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from .augment import AugmentConfig
+from .config import ModelConfig
+from .data import SourceSpec
+
+DEFAULT_RECIPE = Path(__file__).parent / "configs" / "default.yaml"
+
+
+@dataclass
+class TrainConfig:
+    """The `train` section."""
+
+    seed: int = 0
+    steps: int = 20000            # length of the learning-rate schedule and of the run
+    batch_size: int = 8
+    crop_size: int = 256          # square training crop, a multiple of 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 300
+    final_lr_fraction: float = 0.02   # cosine decay ends at lr * this
+    grad_clip: float = 5.0
+    epoch_size: int = 1000        # samples per epoch (only names the seeds: samples are drawn with replacement)
+    workers: int = 2              # dataloader processes, one thread each
+    threads: int = 1              # torch threads of the main (training) process on CPU
+    amp: bool = True              # mixed precision, on CUDA only
+    device: str = "auto"
+    log_every: int = 10           # steps per CSV row
+    checkpoint_minutes: float = 5.0
+    val_every: int = 1000         # steps between validations (0: only at the end)
+    val_max_images: int | None = None
+    backbone_weights: str | None = None  # ImageNet weights for a fresh run (not used when resuming)
+
+
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> dict:
+    """The recipe dict of a YAML file with `a.b=value` overrides (values parsed as YAML) applied."""
+    with open(path, encoding="utf-8") as f:
+        recipe = yaml.safe_load(f) or {}
+    return apply_overrides(recipe, overrides)
+
+
+def apply_overrides(recipe: dict, overrides: list[str]) -> dict:
+    recipe = copy.deepcopy(recipe)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} must look like section.key=value")
+        *parents, leaf = key.split(".")
+        node = recipe
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part} is not a section")
+        node[leaf] = yaml.safe_load(value)
+    return recipe
+
+
+@dataclass
+class Recipe:
+    model: ModelConfig
+    sources: list[SourceSpec]
+    augment: AugmentConfig
+    train: TrainConfig
+    data_root: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Recipe":
+        unknown = set(d) - {"model", "data", "augment", "train"}
+        if unknown:
+            raise ValueError(f"recipe: unknown sections {sorted(unknown)}")
+        data = d.get("data") or {}
+        unknown = set(data) - {"root", "sources"}
+        if unknown:
+            raise ValueError(f"recipe data: unknown keys {sorted(unknown)}")
+        train = d.get("train") or {}
+        unknown = set(train) - {f.name for f in fields(TrainConfig)}
+        if unknown:
+            raise ValueError(f"recipe train: unknown keys {sorted(unknown)}")
+        return cls(model=ModelConfig.from_dict(d.get("model") or {}),
+                   sources=[SourceSpec.from_dict(s) for s in data.get("sources", [])],
+                   augment=AugmentConfig.from_dict(d.get("augment") or {}),
+                   train=TrainConfig(**train), data_root=data.get("root"))
+
+    def to_dict(self) -> dict:
+        augment = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.augment).items()}
+        return {"model": self.model.to_dict(),
+                "data": {"root": self.data_root, "sources": [asdict(s) for s in self.sources]},
+                "augment": augment, "train": asdict(self.train)}

