@@ -24,6 +24,8 @@ setup(
     entry_points={
         "console_scripts": [
             "kdc_node = kdc_ros.node:main",
+            "kdc-bag = kdc_ros.bags.make_bag:main",
+            "kdc-replay = kdc_ros.replay.cli:main",
         ],
     },
 )
