@@ -69,6 +69,8 @@ class KdcNode(Node):
 
     def __init__(self, predictor=None, *, defaults: dict | None = None, **node_kwargs) -> None:
         super().__init__(params.NODE_NAME, **node_kwargs)
+        self.frames = LatestFrames()  # before anything can fail: destroy_node() closes it
+        self._worker = None
         self.settings = params.declare_parameters(self, defaults)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.predictor = predictor if predictor is not None else self._load_predictor()
@@ -82,7 +84,6 @@ class KdcNode(Node):
             raise ValueError(f"image_topics {topics} give the same camera name twice ({names}); "
                              f"put each camera in its own namespace")
         self.cameras = [Camera(name, topic) for name, topic in zip(names, topics)]
-        self.frames = LatestFrames()
         self.image_subscriptions = [self._wire(camera) for camera in self.cameras]
         self.diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.settings["diagnostics_period"], self._publish_diagnostics)
@@ -234,7 +235,7 @@ class KdcNode(Node):
 
     def destroy_node(self) -> None:
         self.frames.close()
-        if self._worker.is_alive() and self._worker is not threading.current_thread():
+        if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout=5.0)
         super().destroy_node()
 

@@ -49,12 +49,12 @@ def _topics_reason(topics: list[str]) -> str | None:
 
 SPECS: dict[str, ParameterSpec] = {
     "image_topic": ParameterSpec(Parameter.Type.STRING, "Camera image topic (sensor_msgs/Image; "
-                                 "<image_topic>/compressed when compressed is true).", check=_topic_reason),
-    "image_topics": ParameterSpec(Parameter.Type.STRING_ARRAY, "Several cameras sharing one model: image "
-                                  "topics; non-empty replaces image_topic and outputs move to "
-                                  "~/<camera_name>/...", check=_topics_reason),
+                                 "{image_topic}/compressed when compressed is true).", check=_topic_reason),
+    "image_topics": ParameterSpec(Parameter.Type.STRING_ARRAY, "Several cameras sharing one model: their "
+                                  "image topics; non-empty replaces image_topic and outputs move to "
+                                  "~/{camera_name}/...", check=_topics_reason),
     "compressed": ParameterSpec(Parameter.Type.BOOL, "Subscribe to sensor_msgs/CompressedImage on "
-                                "<topic>/compressed instead of raw sensor_msgs/Image."),
+                                "{topic}/compressed instead of raw sensor_msgs/Image."),
     "reliability": ParameterSpec(Parameter.Type.STRING, "Input QoS reliability (history is keep-last 1).",
                                  choices=("best_effort", "reliable")),
     "max_pixels": ParameterSpec(Parameter.Type.INTEGER, "Reject input frames with more pixels than this.",
@@ -97,13 +97,14 @@ def default_parameters_file() -> Path:
 
 
 def load_defaults(path: str | Path | None = None) -> dict[str, Any]:
-    """{name: default} from the `kdc: ros__parameters:` block of a parameters file, checked against SPECS."""
+    """{name: default} from the `/**/kdc: ros__parameters:` block of a parameters file (any key naming
+    the kdc node), checked against SPECS."""
     path = Path(path) if path else default_parameters_file()
     document = yaml.safe_load(path.read_text()) or {}
-    try:
-        values = document[NODE_NAME]["ros__parameters"]
-    except (KeyError, TypeError):
-        raise ValueError(f"{path}: no '{NODE_NAME}: ros__parameters:' block") from None
+    blocks = [v for k, v in document.items() if str(k).rsplit("/", 1)[-1] == NODE_NAME and isinstance(v, dict)]
+    if not blocks or not isinstance(blocks[0].get("ros__parameters"), dict):
+        raise ValueError(f"{path}: no '/**/{NODE_NAME}: ros__parameters:' block")
+    values = dict(blocks[0]["ros__parameters"])
     missing, unknown = sorted(set(SPECS) - set(values)), sorted(set(values) - set(SPECS))
     if missing or unknown:
         raise ValueError(f"{path}: parameters differ from kdc_ros.params.SPECS: "
