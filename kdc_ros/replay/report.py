@@ -1,0 +1,33 @@
+"""The fields report.json shares between offline and live replays, and its one-screen summary."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def people_fields(people_per_frame: list[int]) -> dict:
+    counts = np.asarray(people_per_frame)
+    return {"frames_with_people": int((counts > 0).sum()),
+            "people_per_frame": [int(c) for c in counts],
+            "mean_people_per_frame": round(float(counts.mean()), 3) if counts.size else 0.0}
+
+
+def headline(report: dict) -> str:
+    """A few lines with the numbers that matter, for the terminal."""
+    lines = [f"{report['mode']} replay of {report['frames']} frames ({report['topic']}): "
+             f"{report['frames_with_people']} with people, {report['mean_people_per_frame']:.2f} people/frame"]
+    total = report["latency_ms"].get("end_to_end" if report["mode"] == "live" else "total", {})
+    if total:
+        which = "end-to-end" if report["mode"] == "live" else "per frame"
+        lines.append(f"latency {which}: p50 {total['p50']} ms, p95 {total['p95']} ms, max {total['max']} ms")
+    if report["mode"] == "live":
+        lines.append(f"outputs {report['outputs']} of {report['frames']} frames (drop rate {report['drop_rate']:.1%}), "
+                     f"output rate {report['output_rate_hz']:.2f} Hz for input at {report['input_rate_hz']:.2f} Hz")
+    else:
+        lines.append(f"throughput {report['throughput_fps']:.2f} frames/s (batch {report['batch_size']})")
+    evaluation = report.get("evaluation")
+    if evaluation and "keypoints_ap" in evaluation:
+        lines.append(f"COCO on {evaluation['matched_images']} annotated frames: keypoint AP "
+                     f"{evaluation['keypoints_ap']:.3f}, mask AP {evaluation['segm_ap']:.3f}")
+    if report.get("bag_damage"):
+        lines.append(f"bag damaged: {report['bag_damage']}")
+    return "\n".join(lines)
