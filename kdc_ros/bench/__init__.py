@@ -1,0 +1,60 @@
+"""kdc_ros.bench: our node and model against the peers a user would pick instead, in one run.
+
+    python -m kdc_ros.bench --out bench_out [--sizes 320 640] [--frames 20] [--no-peers]
+
+A row producer is any function `producer(frames, input_size) -> row | list[row]`, where frames is
+an [N, H, W, 3] uint8 RGB array (the same for every system) and a row is a dict with at least
+ROW_KEYS = ("system", "backend", "input", "fps", "p50_ms", "p95_ms") (extra keys ride along: notes,
+weights, versions, stage times, people found per frame; a row with "error" has None numbers).
+Producers here: kdc_rows (kdc_model alone + kdc_node end to end, kdc_ros.bench.kdc) and peer_rows
+(Ultralytics YOLO11n-pose/-seg in PyTorch and ONNX Runtime, MediaPipe Pose; each in its own venv,
+kdc_ros.bench.peers). All of them time batch-1 calls with runners/timing.py's protocol.
+"""
+from __future__ import annotations
+
+import traceback
+from typing import Callable, Union
+
+import numpy as np
+
+from .runners.timing import ROW_KEYS, failed_row
+
+Row = dict
+Producer = Callable[[np.ndarray, int], Union[Row, list]]
+
+SYSTEMS = ("kdc_node", "kdc_model", "yolo11n-pose", "yolo11n-seg", "mediapipe-pose")
+
+__all__ = ["ROW_KEYS", "SYSTEMS", "Producer", "check_row", "run_producers"]
+
+
+def check_row(row: dict) -> dict:
+    """`row` when it has the bench schema; ValueError saying what is wrong otherwise."""
+    missing = [k for k in ROW_KEYS if k not in row]
+    if missing:
+        raise ValueError(f"bench row {row.get('system', '?')!r} lacks {missing}")
+    if not isinstance(row["system"], str) or not isinstance(row["backend"], str):
+        raise ValueError(f"bench row {row!r}: system and backend must be strings")
+    numbers = [row[k] for k in ("fps", "p50_ms", "p95_ms")]
+    if "error" in row:
+        if any(v is not None for v in numbers):
+            raise ValueError(f"failed bench row {row['system']!r} must not carry numbers")
+    elif not all(isinstance(v, (int, float)) and v > 0 for v in numbers):
+        raise ValueError(f"bench row {row['system']!r}: fps/p50_ms/p95_ms must be positive numbers, got {numbers}")
+    return row
+
+
+def run_producers(producers: dict[str, Producer], frames: np.ndarray, sizes, log=print) -> list[dict]:
+    """Every producer at every input size, in order; a producer that raises gives one failed row
+    named after it (its traceback is logged), and the others still run."""
+    rows = []
+    for size in sizes:
+        for name, producer in producers.items():
+            log(f"[bench] {name} at input {size}")
+            try:
+                produced = producer(frames, size)
+                produced = [produced] if isinstance(produced, dict) else list(produced)
+                rows += [check_row(r) for r in produced]
+            except Exception as err:  # noqa: BLE001 - one broken system must not hide the others
+                log(traceback.format_exc())
+                rows.append(failed_row(name, "?", size, f"{type(err).__name__}: {err}"))
+    return rows

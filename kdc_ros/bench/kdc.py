@@ -1,0 +1,194 @@
+"""Our rows: the KDC model alone (kdc_model) and the kdc node end to end (kdc_ros.node, real rclpy).
+
+Both time the same Predictor on the same frames with the protocol of runners/timing.py.
+- kdc_model: `predictor(rgb)`; the latency is `predictor.last_timing["total_ms"]` (upload,
+  letterbox, network, decode, back to image pixels).
+- kdc_node: an in-process KdcNode given that predictor; a driver node publishes each frame as a
+  sensor_msgs/Image (rgb8, best effort, like a camera driver) and waits for the PoseSeg carrying its
+  stamp: latency = publish() -> PoseSeg callback, through DDS both ways, image conversion, model,
+  filtering, tracking and message building. One frame in flight at a time. Nobody listens to the
+  overlay/markers topics, so the node skips drawing them (as it does in use).
+The weights are the packaged default when installed, else a seeded random init of ModelConfig at the
+same size: the network's cost does not depend on its weights; the decoder's does, a little, through
+how many people it finds (each row says how many).
+"""
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+
+import numpy as np
+
+from .runners.timing import median_stages, row, time_calls
+
+NODE_TOPIC_IN = "/kdc_bench/image_raw"
+NODE_TOPIC_OUT = "/kdc/pose_seg"
+
+
+def kdc_predictor(input_size: int, weights: str = "auto", device: str = "cpu"):
+    """(Predictor at `input_size`, description of its weights). weights: "auto" (the packaged default
+    when installed, else random), "default", "random", or a checkpoint path."""
+    import torch
+
+    from kdc_model import ModelConfig, load_model
+    from kdc_model.predictor import DEFAULT_WEIGHTS, Predictor
+
+    if weights == "auto":
+        weights = "default" if DEFAULT_WEIGHTS.is_file() else "random"
+    if weights == "random":
+        torch.manual_seed(0)
+        return (load_model(ModelConfig(input_size=input_size), device=device, strict_device=True),
+                "random init (no packaged weights yet; same compute)")
+    from kdc_model.checkpoint import load_checkpoint
+    from kdc_model.network import KDCNet
+
+    path = DEFAULT_WEIGHTS if weights == "default" else weights
+    config, state = load_checkpoint(path)
+    config.input_size = input_size  # the same network at the bench's input size
+    model = KDCNet(config)
+    model.load_state_dict(state)
+    return Predictor(model, device=device), str(weights)
+
+
+def kdc_model_row(frames, input_size: int, *, predictor=None, weights: str = "auto", device: str = "cpu",
+                  warmup: int = 3, rounds: int = 1) -> dict:
+    """The KDC model alone: Predictor call on each RGB frame, its own total_ms as latency."""
+    if predictor is None:
+        predictor, weights = kdc_predictor(input_size, weights, device)
+    stages, found = [], []
+
+    def call(frame):
+        result = predictor(frame)
+        stages.append(dict(predictor.last_timing))
+        found.append(len(result.scores))
+        return result
+
+    times = time_calls(call, frames, warmup, rounds, latency=lambda _, wall: predictor.last_timing["total_ms"])
+    stage_ms = median_stages([{k.removesuffix("_ms"): v for k, v in s.items()} for s in stages[warmup:]])
+    return row("kdc_model", "torch", input_size, times, stages_ms=stage_ms,
+               people_per_frame=round(float(np.mean(found[warmup:])), 2), weights=weights,
+               device=str(predictor.device), note="Predictor call: letterbox, network, decode",
+               versions=_versions())
+
+
+def kdc_node_row(frames, input_size: int, *, predictor=None, weights: str = "auto", device: str = "cpu",
+                 warmup: int = 3, rounds: int = 1, timeout: float = 30.0) -> dict:
+    """The kdc node end to end: sensor_msgs/Image published -> kdc_msgs/PoseSeg received, real rclpy.
+
+    Discovery stays on loopback and in a ROS domain of this bench's own (ROS_DOMAIN_ID when set,
+    else one picked from the process id), with a private rclpy context."""
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
+    import rclpy
+    from builtin_interfaces.msg import Time
+    from kdc_msgs.msg import PoseSeg
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    from kdc_ros.image_io import rgb_to_image
+    from kdc_ros.node import KdcNode
+
+    if predictor is None:
+        predictor, weights = kdc_predictor(input_size, weights, device)
+    domain = int(os.environ.get("ROS_DOMAIN_ID") or random.Random(os.getpid()).randint(1, 100))
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    executor = SingleThreadedExecutor(context=context)
+    nodes, spinner = [], None
+    try:
+        node = KdcNode(predictor, context=context, parameter_overrides=[
+            Parameter("image_topic", value=NODE_TOPIC_IN), Parameter("reliability", value="best_effort")])
+        nodes.append(node)
+        driver = rclpy.create_node("kdc_bench_driver", context=context)
+        nodes.append(driver)
+        for n in nodes:
+            executor.add_node(n)
+        camera_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+        publisher = driver.create_publisher(Image, NODE_TOPIC_IN, camera_qos)
+        arrived: dict[int, tuple[float, int]] = {}
+        done = threading.Event()
+
+        def on_pose_seg(msg):
+            arrived[msg.header.stamp.sec] = (time.perf_counter(), len(msg.people))
+            done.set()
+
+        driver.create_subscription(PoseSeg, NODE_TOPIC_OUT, on_pose_seg,
+                                   QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+        spinner = threading.Thread(target=executor.spin, name="kdc_bench_spin", daemon=True)
+        spinner.start()
+        deadline = time.monotonic() + timeout
+        while not (publisher.get_subscription_count() and driver.count_publishers(NODE_TOPIC_OUT)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the kdc node and the bench driver never discovered each other "
+                                   f"(ROS_DOMAIN_ID {domain}, localhost only)")
+            time.sleep(0.02)
+
+        images = [rgb_to_image(np.ascontiguousarray(f), Header(frame_id="bench")) for f in frames]
+        counter = iter(range(1, 1 << 30))
+        lost = 0
+
+        def send(frame_index: int, patience: float) -> tuple[float, int] | None:
+            """Publish one frame with a fresh stamp and wait for its PoseSeg; None when it never came."""
+            stamp = next(counter)
+            message = images[frame_index]
+            message.header.stamp = Time(sec=stamp, nanosec=0)
+            done.clear()
+            start = time.perf_counter()
+            publisher.publish(message)
+            end = time.monotonic() + patience
+            while stamp not in arrived and time.monotonic() < end:
+                done.wait(timeout=0.05)
+                done.clear()
+            if stamp not in arrived:
+                return None
+            received, people = arrived.pop(stamp)
+            return (received - start) * 1e3, people
+
+        for i in range(warmup):  # the first frames after discovery may be dropped (best effort): resend
+            for _ in range(20):
+                if send(i % len(frames), patience=2.0) is not None:
+                    break
+            else:
+                raise RuntimeError("the kdc node never answered during warm-up")
+        times, found = [], []
+        for _ in range(rounds):
+            for i in range(len(frames)):
+                got = send(i, patience=timeout)
+                if got is None:
+                    lost += 1
+                    continue
+                times.append(got[0])
+                found.append(got[1])
+        return row("kdc_node", "torch", input_size, times, people_per_frame=round(float(np.mean(found)), 2),
+                   lost=lost, weights=weights, device=str(getattr(predictor, "device", "?")),
+                   note="rclpy Image publish -> PoseSeg received (in-process node, loopback DDS, "
+                        f"{os.environ.get('RMW_IMPLEMENTATION', 'default rmw')})",
+                   versions=_versions())
+    finally:
+        executor.shutdown()
+        for n in reversed(nodes):
+            n.destroy_node()
+        rclpy.try_shutdown(context=context)
+        if spinner is not None:
+            spinner.join(timeout=5.0)
+
+
+def kdc_rows(frames, input_size: int, *, weights: str = "auto", device: str = "cpu", warmup: int = 3,
+             rounds: int = 1, node: bool = True) -> list[dict]:
+    """Our rows at `input_size`: the model alone, then the node end to end on the same Predictor."""
+    predictor, weights = kdc_predictor(input_size, weights, device)
+    rows = [kdc_model_row(frames, input_size, predictor=predictor, weights=weights, warmup=warmup, rounds=rounds)]
+    if node:
+        rows.append(kdc_node_row(frames, input_size, predictor=predictor, weights=weights, warmup=warmup,
+                                 rounds=rounds))
+    return rows
+
+
+def _versions() -> dict:
+    import torch
+    return {"torch": torch.__version__, "numpy": np.__version__}
