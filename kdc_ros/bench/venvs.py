@@ -40,7 +40,8 @@ PEER_VENVS = {
         why="ultralytics depends on opencv-python, which clashes with our opencv-python-headless"),
     "mediapipe": VenvSpec(
         "mediapipe",
-        requirements=("mediapipe==0.10.14",),
+        # Its wheel declares no numpy bound, but its extensions were built against numpy 1.
+        requirements=("mediapipe==0.10.14", "numpy<2"),
         why="mediapipe 0.10.14 predates numpy 2 and pulls jax and opencv-contrib-python"),
 }
 
