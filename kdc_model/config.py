@@ -21,7 +21,7 @@ class DecoderConfig:
     pgo_sigmas: tuple[float, ...] = PGO_SIGMAS  # point-wise Gaussian optimisation, map cells, per keypoint
     refine_steps: int = 2              # short-offset refinement steps for a mid-range proposal
     match_radius: float = 32.0         # px at reference input 401: snap a proposal to a peak this close
-    mid_consistency: float = 1.0       # disk radii: a proposal whose reverse mid-range offset misses its parent by more is rejected
+    mid_consistency: float = 0.5       # disk radii: a proposal whose reverse mid-range offset misses its parent by more is rejected
     keypoint_threshold: float = 0.01   # keypoints under this confidence are reported with confidence 0
     min_person_score: float = 0.05     # people scoring lower are dropped
     max_people: int = 100

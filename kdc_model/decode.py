@@ -30,11 +30,11 @@ from .skeleton import DIRECTED_EDGES, NUM_KEYPOINTS, OKS_SIGMAS, TREE_EDGES
 
 REFERENCE_INPUT = 401.0  # the input size at which DecoderConfig.match_radius is given
 _VOTE_BANDWIDTH = 0.25   # cells: Gaussian width of the vote mean-shift (see module docstring)
+_NO_OFFSET = 0.5         # px: a mid-range offset shorter than this is "no offset"
 
 _SRC = np.array([a for a, _ in DIRECTED_EDGES])
 _DST = np.array([b for _, b in DIRECTED_EDGES])
 _REVERSE = np.array([(e + len(TREE_EDGES)) % len(DIRECTED_EDGES) for e in range(len(DIRECTED_EDGES))])
-_OUT_EDGES = tuple(np.flatnonzero(_SRC == k) for k in range(NUM_KEYPOINTS))
 
 # Keypoint states during grouping.
 _UNSET, _FOUND, _GUESSED, _REJECTED = 0, 1, 2, 3
@@ -165,54 +165,103 @@ class _VoteField:
         return np.clip(mass / (math.pi * (self.radius / self.stride) ** 2), 0, 1).reshape(p, NUM_KEYPOINTS)
 
 
-def _group(field: _VoteField, peak_types: np.ndarray, peak_pos: np.ndarray, config: DecoderConfig,
-           match_radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy kinematic-tree grouping. Returns keypoints [P, 17, 2] and states [P, 17]."""
-    r2 = config.peak_nms_radius ** 2
+def _walk_order(root: int) -> tuple[np.ndarray, np.ndarray]:
+    """Directed edges that span the tree outward from `root`, and the depth of each."""
+    edges, depths, frontier, seen, depth = [], [], [root], {root}, 0
+    while frontier:
+        depth += 1
+        nxt = []
+        for a in frontier:
+            for e in np.flatnonzero(_SRC == a):
+                if _DST[e] not in seen:
+                    seen.add(int(_DST[e]))
+                    edges.append(e)
+                    depths.append(depth)
+                    nxt.append(int(_DST[e]))
+        frontier = nxt
+    return np.array(edges), np.array(depths)
+
+
+_WALK_EDGES, _WALK_DEPTHS = (np.stack(t) for t in zip(*(_walk_order(k) for k in range(NUM_KEYPOINTS))))
+
+
+def _walk(field: _VoteField, root_types: np.ndarray, root_pos: np.ndarray, peak_types: np.ndarray,
+          peak_pos: np.ndarray, claimable: np.ndarray, config: DecoderConfig,
+          match_radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Walk the kinematic tree outward from each root at once: keypoints [S, 17, 2], states [S, 17].
+
+    Each edge k -> l proposes y_l = y_k + mid(y_k), refines it on the type-l votes; a proposal
+    outside every disk snaps to the nearest claimable type-l peak within `match_radius` (else it
+    is kept as a guess that ends the branch); a proposal whose reverse mid-range offset misses y_k by more than the consistency radius
+    belongs to someone else and ends that branch.
+    """
+    s = len(root_types)
+    kp = np.zeros((s, NUM_KEYPOINTS, 2))
+    state = np.full((s, NUM_KEYPOINTS), _UNSET)
+    rows = np.arange(s)
+    kp[rows, root_types], state[rows, root_types] = root_pos, _FOUND
+    edges_all, depths = _WALK_EDGES[root_types], _WALK_DEPTHS[root_types]       # [S, 16]
     consistency = config.mid_consistency * field.radius
-    found = [np.zeros((0, 2)) for _ in range(NUM_KEYPOINTS)]     # found keypoints of people so far
-    peaks_of = [peak_pos[peak_types == k] for k in range(NUM_KEYPOINTS)]
+    for depth in range(1, int(depths.max(initial=0)) + 1):
+        who, col = np.nonzero(depths == depth)
+        edges = edges_all[who, col]
+        src, dst = _SRC[edges], _DST[edges]
+        # Mid-range offsets are only trained inside the source's disk: guessed keypoints end a branch.
+        live = state[who, src] == _FOUND
+        who, edges, src, dst = who[live], edges[live], src[live], dst[live]
+        if not len(who):
+            break
+        parent = kp[who, src]
+        proposal = field.follow(edges, parent)
+        y = field.refine(dst, proposal, config.refine_steps)
+        # A zero mid-range offset carries no information (an edge always has a length).
+        informative = ((proposal - parent) ** 2).sum(1) > _NO_OFFSET ** 2
+        y = np.where(informative[:, None], y, parent)
+        supported = informative & (field.heat_at(dst, y) >= 0.5)
+        lost = np.flatnonzero(informative & ~supported)
+        if len(lost) and claimable.any():
+            d2 = ((y[lost, None] - peak_pos[None]) ** 2).sum(-1)                  # [U, peaks]
+            d2 = np.where((peak_types[None] == dst[lost, None]) & claimable[None], d2, np.inf)
+            best = d2.argmin(axis=1)
+            snap = d2[np.arange(len(lost)), best] <= match_radius ** 2
+            y[lost[snap]] = peak_pos[best[snap]]
+            supported[lost[snap]] = True
+        back = field.follow(_REVERSE[edges], y)
+        unverified = ((back - y) ** 2).sum(1) <= _NO_OFFSET ** 2
+        rejected = supported & ((((back - parent) ** 2).sum(1) > consistency ** 2) | unverified)
+        kp[who, dst] = y
+        state[who, dst] = np.where(rejected, _REJECTED, np.where(supported, _FOUND, _GUESSED))
+    return kp, state
+
+
+def _group(field: _VoteField, peak_types: np.ndarray, peak_pos: np.ndarray, config: DecoderConfig,
+           match_radius: float, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy grouping over the peak queue (sorted by score). Returns keypoints [P, 17, 2], states.
+
+    A peak within `peak_nms_radius` of the same keypoint of an accepted person is skipped; any
+    other peak starts a person. Walks are computed for a batch of unclaimed peaks at once and then
+    accepted in queue order, which gives the sequential result except that people accepted from
+    one batch do not see each other's claims when snapping.
+    """
+    r2 = config.peak_nms_radius ** 2
+    is_claimed = np.zeros(len(peak_types), bool)
     people, states = [], []
-
-    def claimed(k: int, pts: np.ndarray) -> np.ndarray:
-        if not len(found[k]):
-            return np.zeros(len(pts), bool)
-        return (((pts[:, None] - found[k][None]) ** 2).sum(-1) < r2).any(1)
-
-    for k, pos in zip(peak_types, peak_pos):
-        if claimed(k, pos[None])[0]:
-            continue
-        kp = np.zeros((NUM_KEYPOINTS, 2))
-        state = np.full(NUM_KEYPOINTS, _UNSET)
-        kp[k], state[k] = pos, _FOUND
-        frontier = [k]
-        while frontier:
-            edges = np.array([e for a in frontier for e in _OUT_EDGES[a] if state[_DST[e]] == _UNSET], np.int64)
-            if not len(edges):
-                break
-            src, dst = _SRC[edges], _DST[edges]
-            y = field.refine(dst, field.follow(edges, kp[src]), config.refine_steps)
-            supported = field.heat_at(dst, y) >= 0.5
-            for n in np.flatnonzero(~supported):
-                # Outside every disk: snap to the nearest unclaimed peak of that type, if close.
-                cand = peaks_of[dst[n]]
-                if len(cand):
-                    cand = cand[~claimed(dst[n], cand)]
-                if len(cand):
-                    d2 = ((cand - y[n]) ** 2).sum(1)
-                    best = int(d2.argmin())
-                    if d2[best] <= match_radius ** 2:
-                        y[n], supported[n] = cand[best], True
-            # A proposal whose reverse mid-range offset misses the parent belongs to someone else.
-            back = field.follow(_REVERSE[edges], y)
-            rejected = supported & (((back - kp[src]) ** 2).sum(1) > consistency ** 2)
-            kp[dst] = y
-            state[dst] = np.where(rejected, _REJECTED, np.where(supported, _FOUND, _GUESSED))
-            frontier = [int(d) for d in dst[~rejected]]
-        people.append(kp)
-        states.append(state)
-        for t in np.flatnonzero(state == _FOUND):
-            found[t] = np.concatenate([found[t], kp[t][None]])
+    todo = np.arange(len(peak_types))
+    while len(todo):
+        todo = todo[~is_claimed[todo]]
+        seeds, todo = todo[:batch], todo[batch:]
+        if not len(seeds):
+            break
+        kp, state = _walk(field, peak_types[seeds], peak_pos[seeds], peak_types, peak_pos, ~is_claimed,
+                          config, match_radius)
+        for n, seed in enumerate(seeds):
+            if is_claimed[seed]:
+                continue
+            people.append(kp[n])
+            states.append(state[n])
+            ok = np.flatnonzero(state[n] == _FOUND)
+            near = ((kp[n][ok][:, None] - peak_pos[None]) ** 2).sum(-1) < r2            # [found, peaks]
+            is_claimed |= (near & (ok[:, None] == peak_types[None])).any(0)
     if not people:
         return np.zeros((0, NUM_KEYPOINTS, 2)), np.zeros((0, NUM_KEYPOINTS), np.int64)
     return np.stack(people), np.stack(states)
@@ -291,14 +340,18 @@ def _upsample(seg: torch.Tensor, cell_labels: torch.Tensor, stride: int, image_s
 
     j0, j1, fu = axis(W, w)
     i0, i1, fv = axis(H, h)
+    seg_up = F.interpolate(seg[None, None], size=(h * stride, w * stride), mode="bilinear", align_corners=False)
+    seg_up = F.pad(seg_up, (0, W - w * stride, 0, H - h * stride), mode="replicate")[0, 0]
     corners = [(i0, j0, (1 - fv)[:, None] * (1 - fu)[None]), (i0, j1, (1 - fv)[:, None] * fu[None]),
                (i1, j0, fv[:, None] * (1 - fu)[None]), (i1, j1, fv[:, None] * fu[None])]
-    seg_up = sum(seg[i][:, j] * wt for i, j, wt in corners)
-    labs = torch.stack([cell_labels[i][:, j] for i, j, _ in corners])              # [4, H, W]
-    wts = torch.stack([wt * (cell_labels[i][:, j] > 0) for i, j, wt in corners])
-    support = ((labs[:, None] == labs[None]) * wts[None]).sum(1)                  # [4, H, W]
-    pick = support.argmax(0, keepdim=True)
-    label = torch.where(support.gather(0, pick)[0] > 0, labs.gather(0, pick)[0], torch.zeros_like(labs[0]))
+    labs = [cell_labels[i][:, j] for i, j, _ in corners]
+    wts = [wt * (lab > 0) for (_, _, wt), lab in zip(corners, labs)]
+    label, best = labs[0], torch.zeros_like(wts[0])
+    for a in range(4):
+        support = sum(wts[b] * (labs[b] == labs[a]) for b in range(4))
+        better = support > best
+        label, best = torch.where(better, labs[a], label), torch.where(better, support, best)
+    label = torch.where(best > 0, label, torch.zeros_like(label))
     return seg_up, label
 
 

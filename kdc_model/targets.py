@@ -39,8 +39,8 @@ def encode_targets(keypoints, masks, ignore, *, image_size: tuple[int, int], str
     H, W = image_size
     h, w = H // stride, W // stride
     kp = torch.as_tensor(np.asarray(keypoints, np.float32)).reshape(-1, NUM_KEYPOINTS, 3)
-    masks = torch.as_tensor(np.asarray(masks, bool)).reshape(-1, H, W)
-    ignore = torch.as_tensor(np.asarray(ignore, bool)).reshape(H, W)
+    masks = torch.as_tensor(np.ascontiguousarray(masks, bool)).reshape(-1, H, W)
+    ignore = torch.as_tensor(np.ascontiguousarray(ignore, bool)).reshape(H, W)
     if kp.shape[0] == 0:
         # One unlabelled person with an empty mask changes no target and keeps the shapes simple.
         kp, masks = torch.zeros(1, NUM_KEYPOINTS, 3), torch.zeros(1, H, W, dtype=torch.bool)
