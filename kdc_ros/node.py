@@ -167,8 +167,17 @@ class KdcNode(Node):
         cameras = {camera.name: camera for camera in self.cameras}
         while (taken := self.frames.take()) is not None:
             name, arrived, msg = taken
-            if self.settings["enable"]:
+            if not self.settings["enable"]:
+                continue
+            try:
                 self._process(cameras[name], msg, arrived)
+            except Exception as err:
+                if not self.context.ok():
+                    return  # shutting down (e.g. Ctrl-C mid-frame): the publishers are gone
+                # A bug must cost one frame, not the worker: report it and keep serving.
+                cameras[name].stats.count_failed(f"{type(err).__name__}: {err}")
+                self.get_logger().error(f"{name or 'camera'}: frame failed: {type(err).__name__}: {err}",
+                                        throttle_duration_sec=WARN_THROTTLE_S)
 
     def _process(self, camera: Camera, msg, arrived: float) -> None:
         """One frame through conversion, model, messages and publishers; never raises."""
