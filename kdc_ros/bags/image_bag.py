@@ -140,8 +140,10 @@ class ImageBag:
         connections = [c for c in self._reader.connections if c.topic == self.topic]
         if not connections:
             topics = ", ".join(f"{c.topic} ({c.msgtype})" for c in self._reader.connections) or "none"
-            where = f"{self.path} (damaged: {self.damage})" if self.damage else str(self.path)
-            raise BagError(f"{where}: no topic {self.topic}; topics in the bag: {topics}")
+            if self.damage:
+                raise BagError(f"{self.path}: no topic {self.topic} before the damage ({self.damage}); "
+                               f"topics there: {topics}")
+            raise BagError(f"{self.path}: no topic {self.topic}; topics in the bag: {topics}")
         wrong = sorted({c.msgtype for c in connections} - set(IMAGE_TYPES))
         if wrong or len({c.msgtype for c in connections}) > 1:
             raise BagError(f"{self.path}: topic {self.topic} carries {', '.join(sorted({c.msgtype for c in connections}))}, "
