@@ -60,7 +60,7 @@ def footage(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def small_model():
-    return load_model(ModelConfig(input_size=64), device="cpu")
+    return load_model(ModelConfig(input_size=64, neck_channels=16, head_channels=16), device="cpu")
 
 
 def input_frames(bag, topic=TOPIC):
