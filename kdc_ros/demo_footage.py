@@ -54,7 +54,8 @@ def write_synthetic_clip(folder: Path, frames: int = 60, height: int = 384, widt
     """A folder of PNG frames of synthetic people (kdc_model.synthetic), each frame a new scene."""
     from kdc_model.synthetic import make_scene
 
-    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)  # no stale frames of an earlier, longer clip
+    folder.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     for index in range(frames):
         scene = make_scene(rng, height, width, int(rng.integers(1, 5)), allow_outside=False)
