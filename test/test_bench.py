@@ -82,3 +82,13 @@ def test_peer_setup_failure_gives_failed_rows(tmp_path, monkeypatch):
     for r in rows:
         check_row(r)
     assert not (tmp_path / "venvs").exists()
+
+
+def test_repeated_runs_are_pooled():
+    from kdc_ros.bench import pool_rows
+
+    rows = pool_rows([row("a", "torch", 320, [10.0, 10.0]), failed_row("b", "torch", 320, "boom"),
+                      row("a", "torch", 320, [40.0, 40.0]), row("b", "torch", 320, [5.0])])
+    a, b = rows
+    assert a["calls"] == 4 and a["runs"] == 2 and a["fps"] == pytest.approx(40.0) and a["p50_ms"] == 25.0
+    assert "error" not in b and b["calls"] == 1

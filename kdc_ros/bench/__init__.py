@@ -17,14 +17,14 @@ from typing import Callable, Union
 
 import numpy as np
 
-from .runners.timing import ROW_KEYS, failed_row
+from .runners.timing import ROW_KEYS, failed_row, stats
 
 Row = dict
 Producer = Callable[[np.ndarray, int], Union[Row, list]]
 
 SYSTEMS = ("kdc_node", "kdc_model", "yolo11n-pose", "yolo11n-seg", "mediapipe-pose")
 
-__all__ = ["ROW_KEYS", "SYSTEMS", "Producer", "check_row", "run_producers"]
+__all__ = ["ROW_KEYS", "SYSTEMS", "Producer", "check_row", "pool_rows", "run_producers"]
 
 
 def check_row(row: dict) -> dict:
@@ -43,18 +43,43 @@ def check_row(row: dict) -> dict:
     return row
 
 
-def run_producers(producers: dict[str, Producer], frames: np.ndarray, sizes, log=print) -> list[dict]:
-    """Every producer at every input size, in order; a producer that raises gives one failed row
-    named after it (its traceback is logged), and the others still run."""
+def run_producers(producers: dict[str, Producer], frames: np.ndarray, sizes, repeat: int = 1,
+                  log=print) -> list[dict]:
+    """Every producer at every input size, in order, `repeat` times over (interleaved, so that a
+    machine whose load drifts slows every system alike; see pool_rows). A producer that raises gives
+    one failed row named after it (its traceback is logged), and the others still run."""
     rows = []
     for size in sizes:
-        for name, producer in producers.items():
-            log(f"[bench] {name} at input {size}")
-            try:
-                produced = producer(frames, size)
-                produced = [produced] if isinstance(produced, dict) else list(produced)
-                rows += [check_row(r) for r in produced]
-            except Exception as err:  # noqa: BLE001 - one broken system must not hide the others
-                log(traceback.format_exc())
-                rows.append(failed_row(name, "?", size, f"{type(err).__name__}: {err}"))
+        for turn in range(repeat):
+            rows += _run_once(producers, frames, size, f" (pass {turn + 1}/{repeat})" if repeat > 1 else "", log)
+    return pool_rows(rows)
+
+
+def pool_rows(rows: list[dict]) -> list[dict]:
+    """One row per (system, backend, input): the latencies of its repeated runs pooled (times_ms),
+    the statistics recomputed. Failed runs are dropped when another run of the same row worked."""
+    pooled: dict[tuple, dict] = {}
+    for row in rows:
+        key = (row["system"], row["backend"], row["input"])
+        have = pooled.get(key)
+        if have is None or ("error" in have and "error" not in row):
+            pooled[key] = dict(row)
+        elif "error" not in have and "error" not in row and "times_ms" in have and "times_ms" in row:
+            have["times_ms"] = have["times_ms"] + row["times_ms"]
+            have.update(stats(have["times_ms"]))
+            have["runs"] = have.get("runs", 1) + 1
+    return list(pooled.values())
+
+
+def _run_once(producers: dict[str, Producer], frames: np.ndarray, size, suffix: str, log) -> list[dict]:
+    rows = []
+    for name, producer in producers.items():
+        log(f"[bench] {name} at input {size}{suffix}")
+        try:
+            produced = producer(frames, size)
+            produced = [produced] if isinstance(produced, dict) else list(produced)
+            rows += [check_row(r) for r in produced]
+        except Exception as err:  # noqa: BLE001 - one broken system must not hide the others
+            log(traceback.format_exc())
+            rows.append(failed_row(name, "?", size, f"{type(err).__name__}: {err}"))
     return rows

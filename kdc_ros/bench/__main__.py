@@ -31,6 +31,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic frames")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls before timing (default 3)")
     parser.add_argument("--rounds", type=int, default=1, help="timed passes over the frames (default 1)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run every system this many times, interleaved, and pool the latencies "
+                             "(evens out a machine whose load drifts; default 1)")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help=f"comma-separated subset of {','.join(SYSTEMS)}")
     parser.add_argument("--no-peers", action="store_true", help="our rows only; no peer venv is created")
@@ -86,7 +89,7 @@ def main(argv=None) -> int:
           f"input sizes {args.sizes}; systems {', '.join(args.systems)}", flush=True)
     load_before = os.getloadavg()
     started = time.time()
-    rows = run_producers(build_producers(args), frames, args.sizes, log=lambda m: print(m, flush=True))
+    rows = run_producers(build_producers(args), frames, args.sizes, repeat=args.repeat, log=lambda m: print(m, flush=True))
     rows = [r for r in rows if r["system"] in args.systems or "error" in r]
     order = {s: i for i, s in enumerate(SYSTEMS)}
     rows.sort(key=lambda r: (r["input"], order.get(r["system"], len(order)), r["backend"]))
@@ -101,7 +104,7 @@ def main(argv=None) -> int:
         "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
         "frames": {"count": len(frames), "size": args.frame_size, "seed": args.seed,
                    "source": "kdc_model.synthetic.make_scene, 1-6 people"},
-        "sizes": args.sizes, "warmup": args.warmup, "rounds": args.rounds, "device": args.device,
+        "sizes": args.sizes, "warmup": args.warmup, "rounds": args.rounds, "repeat": args.repeat, "device": args.device,
         "protocol": "batch 1, one call at a time; fps = 1000 / mean latency; p50/p95 over all timed calls",
     }
     write_json(rows, out / "bench.json")

@@ -30,15 +30,20 @@ def time_calls(call, frames, warmup: int = 3, rounds: int = 1, latency=None) -> 
 
 
 def row(system: str, backend: str, input_size, times_ms, **extra) -> dict:
-    """A bench row from per-call latencies (ms); `extra` keys ride along (notes, versions, stages)."""
+    """A bench row from per-call latencies (ms); `extra` keys ride along (notes, versions, stages).
+    The latencies themselves are kept as times_ms, so rows of repeated runs can be pooled."""
     times = np.asarray(times_ms, dtype=np.float64)
     if times.size == 0:
         raise ValueError(f"{system}/{backend}: no timed calls")
-    return {"system": system, "backend": backend, "input": input_size,
-            "fps": round(1e3 / float(times.mean()), 2),
-            "p50_ms": round(float(np.percentile(times, 50)), 2),
-            "p95_ms": round(float(np.percentile(times, 95)), 2),
-            "calls": int(times.size), **extra}
+    return {"system": system, "backend": backend, "input": input_size, **stats(times), **extra,
+            "times_ms": [round(float(t), 2) for t in times]}
+
+
+def stats(times_ms) -> dict:
+    """fps (1000 / mean), p50_ms, p95_ms and calls of per-call latencies in ms."""
+    times = np.asarray(times_ms, dtype=np.float64)
+    return {"fps": round(1e3 / float(times.mean()), 2), "p50_ms": round(float(np.percentile(times, 50)), 2),
+            "p95_ms": round(float(np.percentile(times, 95)), 2), "calls": int(times.size)}
 
 
 def failed_row(system: str, backend: str, input_size, error: str, **extra) -> dict:
