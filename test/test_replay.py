@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import rclpy
+import torch
 from kdc_msgs.msg import PoseSeg
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
@@ -60,7 +61,11 @@ def footage(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def small_model():
-    return load_model(ModelConfig(input_size=64, neck_channels=16, head_channels=16), device="cpu")
+    # One thread: on a shared 2-core machine two threads mostly wait for each other. Restored after.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield load_model(ModelConfig(input_size=64, neck_channels=16, head_channels=16), device="cpu")
+    torch.set_num_threads(threads)
 
 
 def input_frames(bag, topic=TOPIC):
