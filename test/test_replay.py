@@ -139,7 +139,7 @@ def test_live_replay_through_the_node(footage):
     assert 1 <= report["outputs"] == len(pose_segs) <= report["frames"] == 6
     assert report["drop_rate"] == pytest.approx(1 - report["outputs"] / 6, abs=1e-3)
     assert_matches_model(pose_segs, input_frames(raw_bag), SceneDependentPredictor())
-    assert report["latency_ms"]["end_to_end"]["p50"] > 0 and report["input_rate_hz"] == pytest.approx(5, rel=0.3)
+    assert report["latency_ms"]["end_to_end"]["p50"] > 0 and report["input_rate_hz"] == pytest.approx(5, rel=0.5)
     assert len(recorded(root / "live", OVERLAY_TOPIC)) >= 1
     assert (root / "live" / "overlay.mp4").stat().st_size > 0
 

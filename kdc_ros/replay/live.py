@@ -88,7 +88,7 @@ def replay_live(bag_path: str | Path, topic: str, out_dir: str | Path, predictor
         context = rclpy.Context()
         rclpy.init(context=context)
         executor = SingleThreadedExecutor(context=context)
-        nodes = []
+        nodes, stop, spinner = [], threading.Event(), None
         try:
             if node_namespace is None:
                 nodes.append(_start_node(predictor, bag, context, image_topic, node_parameters or {}))
@@ -106,7 +106,7 @@ def replay_live(bag_path: str | Path, topic: str, out_dir: str | Path, predictor
                 message_type, f"{output_prefix}/{name}",
                 lambda msg, name=name: arrivals.put(Received(name, msg, time.monotonic())), RECORDER_QOS)
                 for name, message_type in wanted.items()]
-            spinner = threading.Thread(target=_spin, args=(executor, context), daemon=True)
+            spinner = threading.Thread(target=_spin, args=(executor, stop), daemon=True)
             spinner.start()
             _wait_for_discovery(publisher, subscriptions, output_prefix)
             recorder = Recorder(arrivals, outputs)
@@ -114,6 +114,9 @@ def replay_live(bag_path: str | Path, topic: str, out_dir: str | Path, predictor
             recorder.drain(frames, period)
         finally:
             outputs.close()
+            stop.set()  # stop spinning before the nodes go away
+            if spinner is not None:
+                spinner.join()
             for node in nodes:
                 executor.remove_node(node)
                 node.destroy_node()
@@ -139,14 +142,9 @@ def _start_node(predictor, bag: ImageBag, context, image_topic: str, parameters:
     return KdcNode(predictor, context=context, parameter_overrides=overrides)
 
 
-def _spin(executor: SingleThreadedExecutor, context) -> None:
-    while context.ok():
-        try:
-            executor.spin_once(timeout_sec=0.05)
-        except Exception:  # shutdown raced with a wait: nothing left to serve
-            if context.ok():
-                raise
-            return
+def _spin(executor: SingleThreadedExecutor, stop: threading.Event) -> None:
+    while not stop.is_set():
+        executor.spin_once(timeout_sec=0.05)
 
 
 def _wait_for_discovery(publisher, subscriptions, output_prefix: str) -> None:
