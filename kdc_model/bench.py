@@ -1,0 +1,111 @@
+"""Speed of the decoder and of the whole predict, against the number of people in the image.
+
+    python -m kdc_model.bench [--json PATH] [--repeats N] [--device auto|cpu|cuda]
+
+Decode time is measured on maps encoded from synthetic scenes (kdc_model.targets), so the people
+are really there for the decoder to group and segment. Predict time is the whole Predictor call
+(letterbox, network, decode) with a random-init default-size model: weights do not change the cost
+of the network, and the decoder's cost on random maps is its floor.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from .config import ModelConfig
+from .decode import decode_people
+from .predictor import load_model
+from .synthetic import make_scene
+from .targets import encode_targets
+
+PEOPLE_COUNTS = (1, 10, 30, 60)
+
+
+def median_ms(fn, repeats: int) -> float:
+    """Median wall time of `fn()` in ms, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def target_maps(scene, config: ModelConfig, side: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """The decoder's input for a scene: its encoded targets, as if the network were perfect."""
+    targets = encode_targets(scene.keypoints, scene.masks, scene.ignore, image_size=(side, side),
+                             stride=config.output_stride, radius=config.radius)
+    return {k: torch.as_tensor(v, dtype=torch.float32, device=device)
+            for k, v in targets.items() if not k.endswith("_weight")}
+
+
+def run_bench(repeats: int = 5, device: str = "auto") -> dict:
+    predictor = load_model(ModelConfig(), device=device)
+    config, side = predictor.config, predictor.input_side
+    rows = []
+    for people in PEOPLE_COUNTS:
+        rng = np.random.default_rng(people)
+        # People sized so that even 60 of them are each partly visible in one input-size image.
+        scene = make_scene(rng, side, side, people, min_height=0.25 * side, max_height=0.6 * side,
+                           crowd_probability=0.0)
+        maps = target_maps(scene, config, side, predictor.device)
+        decode = lambda: decode_people(maps, stride=config.output_stride, radius=config.radius,
+                                       config=predictor.decoder, image_size=(side, side))
+        found = len(decode())
+        decode_ms = median_ms(decode, repeats)
+        stage_times = []
+
+        def predict():
+            predictor(scene.image)
+            stage_times.append(predictor.last_timing)
+
+        predict_ms = median_ms(predict, repeats)
+        stages = {k: statistics.median(t[k] for t in stage_times[1:]) for k in stage_times[0]}
+        rows.append({"people": people, "found": found, "decode_ms": decode_ms, "predict_ms": predict_ms,
+                     **{f"predict_{k}": v for k, v in stages.items()}})
+    by_people = {r["people"]: r for r in rows}
+    return {
+        "device": str(predictor.device), "cpu": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "backbone": config.backbone, "input_side": side, "output_stride": config.output_stride,
+        "repeats": repeats, "rows": rows,
+        "decode_ratio_60_vs_1": by_people[60]["decode_ms"] / by_people[1]["decode_ms"],
+    }
+
+
+def format_report(report: dict) -> str:
+    lines = [f"KDC bench: {report['backbone']} {report['input_side']}x{report['input_side']}, stride "
+             f"{report['output_stride']}, random init, device {report['device']} "
+             f"({report['torch_threads']} torch threads), median of {report['repeats']}",
+             f"{'people':>6} {'found':>5} {'decode ms':>10} {'predict ms':>11} "
+             f"{'(pre':>6} {'net':>6} {'decode)':>8}"]
+    for r in report["rows"]:
+        lines.append(f"{r['people']:>6} {r['found']:>5} {r['decode_ms']:>10.1f} {r['predict_ms']:>11.1f} "
+                     f"{r['predict_preprocess_ms']:>6.1f} {r['predict_network_ms']:>6.1f} "
+                     f"{r['predict_decode_ms']:>8.1f}")
+    lines.append(f"decode time, 60 people vs 1: x{report['decode_ratio_60_vs_1']:.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", metavar="PATH", help="also write the results to this JSON file")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    args = parser.parse_args(argv)
+    report = run_bench(repeats=args.repeats, device=args.device)
+    print(format_report(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
