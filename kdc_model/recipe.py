@@ -32,7 +32,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     epoch_size: int = 1000        # samples per epoch (only names the seeds: samples are drawn with replacement)
     workers: int = 2              # dataloader processes, one thread each
-    threads: int = 1              # torch threads of the main (training) process on CPU
+    threads: int | None = 1       # torch threads of the main (training) process on CPU (null: leave as is)
     amp: bool = True              # mixed precision, on CUDA only
     device: str = "auto"
     log_every: int = 10           # steps per CSV row

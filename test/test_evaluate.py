@@ -1,0 +1,74 @@
+"""kdc_model.evaluate: real COCOeval on synthetic ground truth: perfect predictions score AP 1,
+none score 0, images without people are fine, and a broken annotation file is named."""
+import json
+
+import numpy as np
+import pytest
+
+from kdc_model.coco import image_people, load_annotations
+from kdc_model.evaluate import METRIC_KEYS, evaluate_predictions, format_metrics, main, result_to_coco
+from kdc_model.result import PoseSegResult
+from synthetic_coco import write_dataset
+
+
+@pytest.fixture(scope="module")
+def ground_truth(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("eval")
+    _, images, annotations = write_dataset(folder, count=4, size=160, crowd_probability=0.5, empty_images=1)
+    return images, annotations, load_annotations(annotations)
+
+
+def _perfect_results(data: dict) -> list[dict]:
+    """The ground truth itself, as PoseSegResults turned into COCO results."""
+    results = []
+    for image in data["images"]:
+        anns = [a for a in data["annotations"] if a["image_id"] == image["id"]]
+        keypoints, masks, _, _ = image_people(anns, image["height"], image["width"])
+        label_map = np.zeros((image["height"], image["width"]), np.uint16)
+        for i, mask in enumerate(masks):
+            label_map[mask] = i + 1
+        keypoints = keypoints.copy()
+        keypoints[..., 2] = (keypoints[..., 2] > 0).astype(np.float32)
+        n = len(keypoints)
+        boxes = np.array([[*kp[:, :2].min(0), *kp[:, :2].max(0)] for kp in keypoints], np.float32).reshape(n, 4)
+        result = PoseSegResult(keypoints.astype(np.float32), np.linspace(1.0, 0.9, n, dtype=np.float32),
+                               boxes, label_map, np.ones(n, np.float32))
+        results.extend(result_to_coco(result, image["id"]))
+    return results
+
+
+def test_perfect_predictions_score_one(ground_truth):
+    _, _, data = ground_truth
+    metrics = evaluate_predictions(data, _perfect_results(data))
+    assert metrics["keypoints_ap"] == pytest.approx(1.0)
+    assert metrics["keypoints_ap50"] == pytest.approx(1.0)
+    assert metrics["segm_ap"] == pytest.approx(1.0)
+    assert metrics["keypoints_images"] == 4  # the person-free image is not in the AP
+    assert set(METRIC_KEYS) <= set(metrics)
+    assert "keypoints" in format_metrics(metrics)
+
+
+def test_no_predictions_score_zero(ground_truth):
+    _, _, data = ground_truth
+    metrics = evaluate_predictions(data, [])
+    assert all(metrics[k] == 0.0 for k in METRIC_KEYS)
+    # Predictions only on the empty image match nothing.
+    stray = [dict(r, image_id=5) for r in _perfect_results(data)[:2]]
+    metrics = evaluate_predictions(data, stray)
+    assert metrics["keypoints_ap"] <= 0.0 and metrics["segm_ap"] <= 0.0
+
+
+def test_a_wrong_half_halves_recall(ground_truth):
+    _, _, data = ground_truth
+    results = _perfect_results(data)
+    for r in results[::2]:
+        r["keypoints"] = [v + 40.0 if i % 3 < 2 else v for i, v in enumerate(r["keypoints"])]
+    metrics = evaluate_predictions(data, results)
+    assert 0.2 < metrics["keypoints_ap"] < 0.9
+
+
+def test_cli_names_a_malformed_annotation_file(tmp_path, capsys):
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"images": "nope"}))
+    assert main(["--images", str(tmp_path), "--annotations", str(broken), "--out", str(tmp_path / "out")]) == 2
+    assert "broken.json" in capsys.readouterr().err
