@@ -1,7 +1,8 @@
 """Per-camera counters and stage latencies, summarised as a diagnostic_msgs/DiagnosticStatus.
 
 The inference worker records; the executor's diagnostics timer reads and starts a new window.
-Rates and mean latencies are per window; dropped/rejected/failed are totals since start.
+Rates and mean latencies are per window; dropped/rejected/failed/oom are totals since start
+(oom: the failed frames that ran out of device memory).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class FrameStats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.received = self.processed = self.dropped = self.rejected = self.failed = 0
+        self.received = self.processed = self.dropped = self.rejected = self.failed = self.oom = 0
         self.last_problem = ""
         self._window_start = time.monotonic()
         self._window_received = self._window_processed = self._window_problems = 0
@@ -47,6 +48,14 @@ class FrameStats:
             self._window_problems += 1
             self.last_problem = f"inference failed: {reason}"
 
+    def count_oom(self, reason: str) -> None:
+        """A frame that ran out of device memory: failed, and counted apart as oom."""
+        with self._lock:
+            self.oom += 1
+            self.failed += 1
+            self._window_problems += 1
+            self.last_problem = f"inference failed (out of memory): {reason}"
+
     def record(self, stage_ms: dict[str, float]) -> None:
         """One frame published, with its milliseconds per stage."""
         with self._lock:
@@ -67,6 +76,7 @@ class FrameStats:
                 **{f"{stage}_ms": f"{self._stage_sums[stage] / frames:.2f}" if frames else "nan" for stage in STAGES},
                 "received": str(self.received), "processed": str(self.processed),
                 "dropped": str(self.dropped), "rejected": str(self.rejected), "failed": str(self.failed),
+                "oom": str(self.oom),
                 "last_problem": self.last_problem,
             }
             problems = self._window_problems

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import rclpy
@@ -29,6 +30,7 @@ from visualization_msgs.msg import MarkerArray
 
 from . import params
 from .diagnostics import FrameStats
+from .faults import is_out_of_memory, release_cached_memory
 from .image_io import ImageError, compressed_to_rgb, image_to_rgb, rgb_to_image
 from .latest_frame import LatestFrames
 from .messages import filter_result, pose_seg_from_result
@@ -97,8 +99,18 @@ class KdcNode(Node):
     def _load_predictor(self):
         import kdc_model  # torch is imported only when the node builds its own model
 
-        predictor = kdc_model.load_model(self.settings["model"], device=self.settings["device"],
-                                         half=self.settings["half"])
+        fallback = self.settings["device_fallback"]
+        with warnings.catch_warnings(record=True) as caught:  # e.g. "device cuda is not available"
+            warnings.simplefilter("always")
+            try:
+                predictor = kdc_model.load_model(self.settings["model"], device=self.settings["device"],
+                                                 half=self.settings["half"], strict_device=not fallback)
+            except RuntimeError as err:
+                if fallback:
+                    raise
+                raise ValueError(f"{err} (device_fallback is false)") from None
+        for warning in caught:
+            self.get_logger().warning(str(warning.message))
         self.get_logger().info(f"model {self.settings['model']} on {getattr(predictor, 'device', '?')}")
         return predictor
 
@@ -202,7 +214,11 @@ class KdcNode(Node):
         try:
             result = self.predictor(rgb)
         except Exception as err:  # e.g. CUDA out of memory: report, skip the frame, keep serving
-            camera.stats.count_failed(f"{type(err).__name__}: {err}")
+            if is_out_of_memory(err):
+                release_cached_memory()  # the next (smaller) frame must find the memory this one held
+                camera.stats.count_oom(f"{type(err).__name__}: {_first_line(err)}")
+            else:
+                camera.stats.count_failed(f"{type(err).__name__}: {err}")
             self.get_logger().error(f"{camera.input_topic}: inference failed: {type(err).__name__}: {err}",
                                     throttle_duration_sec=WARN_THROTTLE_S)
             return
@@ -267,6 +283,11 @@ def main(args=None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else ""
 
 
 if __name__ == "__main__":

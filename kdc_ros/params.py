@@ -64,6 +64,9 @@ SPECS: dict[str, ParameterSpec] = {
     "device": ParameterSpec(Parameter.Type.STRING, "Inference device: auto (CUDA when present), cpu, cuda, "
                             "cuda:N.", check=lambda v: None if _DEVICE.match(v) else
                             f"device {v!r} is not one of auto, cpu, mps, cuda, cuda:N"),
+    "device_fallback": ParameterSpec(Parameter.Type.BOOL, "When the requested device is absent (e.g. "
+                                     "cuda without a GPU): true runs on CPU with a warning, false stops "
+                                     "startup with an error."),
     "half": ParameterSpec(Parameter.Type.BOOL, "Half precision (float16) on CUDA."),
     "enable": ParameterSpec(Parameter.Type.BOOL, "Process frames (false pauses; see ~/enable).", dynamic=True),
     "min_person_score": ParameterSpec(Parameter.Type.DOUBLE, "People scoring less are not published.",
