@@ -19,11 +19,13 @@ class DecoderConfig:
     peak_threshold: float = 0.1        # min Hough score of a peak that may seed/extend a person
     peak_nms_radius: float = 10.0      # px: a peak this close to the same keypoint of a person is skipped (r)
     pgo_sigmas: tuple[float, ...] = PGO_SIGMAS  # point-wise Gaussian optimisation, map cells, per keypoint
+    vote_bandwidth: float = 1.0        # px: Gaussian width of the KeyCentroid vote mean-shift; same-type keypoints of two people closer than ~2 bandwidths merge
     refine_steps: int = 2              # short-offset refinement steps for a mid-range proposal
     match_radius: float = 32.0         # px at reference input 401: snap a proposal to a peak this close
+    mid_min_support: float = 0.5       # fraction of a point's vote weight whose cells must carry a non-zero mid-range offset for the edge to be followed
     mid_consistency: float = 0.5       # disk radii: a proposal whose reverse mid-range offset misses its parent by more is rejected
     keypoint_threshold: float = 0.01   # keypoints under this confidence are reported with confidence 0
-    min_person_score: float = 0.05     # people scoring lower are dropped
+    min_person_score: float = 0.03     # people scoring lower are dropped (0.03 x 17 keypoints: about half a keypoint of evidence, so a person showing one keypoint at the image edge survives)
     max_people: int = 100
     seg_threshold: float = 0.5         # a pixel is a person pixel when segmentation > this
     membership_threshold: float = 0.5  # phi > 0.5 assigns a pixel to a person (paper §3.4)

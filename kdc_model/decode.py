@@ -13,7 +13,7 @@ Steps (docs: shared/notes/kdc-method.md, "Decoding"):
 
 Sub-cell keypoint positions come from "mean-shift" on the KeyCentroid votes: a point moves to the
 mean of the vote destinations c + short(c) of the cells around it, each weighted by heatmap(c) and
-by a narrow Gaussian (`_VOTE_BANDWIDTH` cells) of its distance to the point. Votes for a different
+by a narrow Gaussian (`DecoderConfig.vote_bandwidth` px) of its distance to the point. Votes for a different
 keypoint of the same type a few pixels away barely count, so crowded people stay apart.
 """
 from __future__ import annotations
@@ -29,15 +29,15 @@ from .result import PoseSegResult
 from .skeleton import DIRECTED_EDGES, NUM_KEYPOINTS, OKS_SIGMAS, TREE_EDGES
 
 REFERENCE_INPUT = 401.0  # the input size at which DecoderConfig.match_radius is given
-_VOTE_BANDWIDTH = 0.25   # cells: Gaussian width of the vote mean-shift (see module docstring)
 _NO_OFFSET = 0.5         # px: a mid-range offset shorter than this is "no offset"
 
 _SRC = np.array([a for a, _ in DIRECTED_EDGES])
 _DST = np.array([b for _, b in DIRECTED_EDGES])
 _REVERSE = np.array([(e + len(TREE_EDGES)) % len(DIRECTED_EDGES) for e in range(len(DIRECTED_EDGES))])
 
-# Keypoint states during grouping.
-_UNSET, _FOUND, _GUESSED, _REJECTED = 0, 1, 2, 3
+# Keypoint states during grouping. _UNKNOWN: the parent's mid-range offset is zero (the keypoint is
+# unlabelled there), so there is no evidence at all; it sits at its parent and scores 0.
+_UNSET, _FOUND, _GUESSED, _REJECTED, _UNKNOWN = 0, 1, 2, 3, 4
 
 
 def _split_xy(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,11 +81,11 @@ class _VoteField:
     Padding by one empty cell lets every 3x3 neighbourhood be read without bounds checks.
     """
 
-    def __init__(self, heatmap, short, mid, *, stride: int, radius: float):
+    def __init__(self, heatmap, short, mid, *, stride: int, radius: float, bandwidth: float):
         k, h, w = heatmap.shape
         self.h, self.w, self.stride, self.radius = h, w, stride, radius
         self.off = (stride - 1) / 2.0
-        self.bandwidth2 = 2 * (_VOTE_BANDWIDTH * stride) ** 2
+        self.bandwidth2 = 2 * bandwidth ** 2
         xs = np.arange(w) * stride + self.off
         ys = np.arange(h) * stride + self.off
         pad = lambda a: np.pad(a, ((0, 0), (1, 1), (1, 1))).reshape(a.shape[0], -1)
@@ -94,6 +94,8 @@ class _VoteField:
         self.vote_y = pad(ys[:, None] + short[1::2].astype(np.float64))
         self.mid_x = pad(xs + mid[0::2].astype(np.float64))
         self.mid_y = pad(ys[:, None] + mid[1::2].astype(np.float64))
+        # Whether each cell's mid-range offset says anything (a zero offset is "target unknown").
+        self.mid_set = pad(np.hypot(mid[0::2], mid[1::2]) > _NO_OFFSET).astype(np.float64)
         di, dj = np.meshgrid([-1, 0, 1], [-1, 0, 1], indexing="ij")
         self.nb = (di * (w + 2) + dj).reshape(1, 9)
 
@@ -111,7 +113,7 @@ class _VoteField:
         d2 = (vx - pts[:, :1]) ** 2 + (vy - pts[:, 1:]) ** 2
         d2_min = np.where(heat > 0, d2, np.inf).min(axis=1, keepdims=True)
         d2_min = np.where(np.isfinite(d2_min), d2_min, 0.0)
-        return heat * np.exp(-(d2 - d2_min) / self.bandwidth2), vx, vy
+        return heat * np.exp(-np.maximum(d2 - d2_min, 0.0) / self.bandwidth2), vx, vy
 
     def refine(self, types: np.ndarray, pts: np.ndarray, steps: int) -> np.ndarray:
         """Move points to the mean of the nearby votes of their type, `steps` times."""
@@ -123,15 +125,24 @@ class _VoteField:
             pts = np.where(ok[:, None], mean, pts)
         return pts
 
-    def follow(self, edges: np.ndarray, pts: np.ndarray) -> np.ndarray:
-        """Mid-range proposal: where the cells voting for the edge's source point to its target."""
+    def follow(self, edges: np.ndarray, pts: np.ndarray, min_support: float) -> tuple[np.ndarray, np.ndarray]:
+        """Mid-range proposal: where the cells voting for the edge's source point to its target.
+
+        Returns (proposal [B, 2], informative [B]). Cells whose offset is zero ("no target": the
+        edge's far end is unlabelled or the cell is outside every disk) carry no information and
+        are left out of the mean; a point is informative when the cells with an offset hold at
+        least `min_support` of its vote weight. A non-informative point proposes itself.
+        """
         cells = self._cells(pts)
         wt, _, _ = self._weights(_SRC[edges], pts, cells)
         e = edges[:, None]
         total = wt.sum(axis=1)
-        ok = total > 0
-        prop = np.stack([(wt * self.mid_x[e, cells]).sum(1), (wt * self.mid_y[e, cells]).sum(1)], axis=1)
-        return np.where(ok[:, None], prop / np.where(ok, total, 1)[:, None], pts)
+        wt_set = wt * self.mid_set[e, cells]
+        total_set = wt_set.sum(axis=1)
+        informative = (total > 0) & (total_set > min_support * total)
+        prop = np.stack([(wt_set * self.mid_x[e, cells]).sum(1), (wt_set * self.mid_y[e, cells]).sum(1)], axis=1)
+        prop = np.where(informative[:, None], prop / np.where(informative, total_set, 1)[:, None], pts)
+        return prop, informative
 
     def heat_at(self, types: np.ndarray, pts: np.ndarray) -> np.ndarray:
         """Bilinearly interpolated heatmap of type `types` at `pts`."""
@@ -192,7 +203,8 @@ def _walk(field: _VoteField, root_types: np.ndarray, root_pos: np.ndarray, peak_
 
     Each edge k -> l proposes y_l = y_k + mid(y_k), refines it on the type-l votes; a proposal
     outside every disk snaps to the nearest claimable type-l peak within `match_radius` (else it
-    is kept as a guess that ends the branch); a proposal whose reverse mid-range offset misses y_k by more than the consistency radius
+    is kept as a guess that ends the branch); where the parent's cells carry no mid-range offset
+    for the edge (the keypoint is unlabelled) the branch ends with an _UNKNOWN keypoint; a proposal whose reverse mid-range offset misses y_k by more than the consistency radius
     belongs to someone else and ends that branch.
     """
     s = len(root_types)
@@ -212,10 +224,11 @@ def _walk(field: _VoteField, root_types: np.ndarray, root_pos: np.ndarray, peak_
         if not len(who):
             break
         parent = kp[who, src]
-        proposal = field.follow(edges, parent)
+        # A zero mid-range offset carries no information (an edge always has a length): the
+        # parent's l is unlabelled, so the branch ends here with a guess instead of wandering
+        # onto whichever type-l keypoint happens to lie near the parent.
+        proposal, informative = field.follow(edges, parent, config.mid_min_support)
         y = field.refine(dst, proposal, config.refine_steps)
-        # A zero mid-range offset carries no information (an edge always has a length).
-        informative = ((proposal - parent) ** 2).sum(1) > _NO_OFFSET ** 2
         y = np.where(informative[:, None], y, parent)
         supported = informative & (field.heat_at(dst, y) >= 0.5)
         lost = np.flatnonzero(informative & ~supported)
@@ -226,11 +239,12 @@ def _walk(field: _VoteField, root_types: np.ndarray, root_pos: np.ndarray, peak_
             snap = d2[np.arange(len(lost)), best] <= match_radius ** 2
             y[lost[snap]] = peak_pos[best[snap]]
             supported[lost[snap]] = True
-        back = field.follow(_REVERSE[edges], y)
-        unverified = ((back - y) ** 2).sum(1) <= _NO_OFFSET ** 2
+        back, verified = field.follow(_REVERSE[edges], y, config.mid_min_support)
+        unverified = ~verified
         rejected = supported & ((((back - parent) ** 2).sum(1) > consistency ** 2) | unverified)
         kp[who, dst] = y
-        state[who, dst] = np.where(rejected, _REJECTED, np.where(supported, _FOUND, _GUESSED))
+        state[who, dst] = np.where(rejected, _REJECTED, np.where(supported, _FOUND,
+                                                                 np.where(informative, _GUESSED, _UNKNOWN)))
     return kp, state
 
 
@@ -371,7 +385,7 @@ def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, 
     order = torch.argsort(peak_score, descending=True, stable=True)
     pk, pi, pj = (t[order].cpu().numpy() for t in (pk, pi, pj))
     field = _VoteField(heat.cpu().numpy(), maps["short"].float().cpu().numpy(), maps["mid"].float().cpu().numpy(),
-                       stride=stride, radius=radius)
+                       stride=stride, radius=radius, bandwidth=config.vote_bandwidth)
     off = (stride - 1) / 2.0
     peak_pos = np.stack([pj * stride + off, pi * stride + off], axis=1).astype(np.float64)
     peak_pos = field.refine(pk, peak_pos, config.refine_steps + 1)
@@ -381,12 +395,17 @@ def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, 
         return PoseSegResult.empty(H, W)
 
     # Final sub-cell position: one more KeyCentroid step at every keypoint.
+    # Keypoints without evidence (never reached, or unlabelled per the mid-range offsets) stay
+    # where they are: refining them would pull them onto somebody else's keypoint.
     types = np.tile(np.arange(NUM_KEYPOINTS), len(kp))
-    kp = field.refine(types, kp.reshape(-1, 2), 1).reshape(kp.shape)
+    known = ((state != _UNSET) & (state != _UNKNOWN)).reshape(-1)
+    flat = kp.reshape(-1, 2).copy()
+    flat[known] = field.refine(types[known], flat[known], 1)
+    kp = flat.reshape(kp.shape)
     ok = state == _FOUND
     scale = _person_scale(kp, ok, floor=radius)
     conf = field.confidence(kp, falloff=2 * OKS_SIGMAS[None].astype(np.float64) * scale[:, None])
-    conf = np.where(state == _REJECTED, 0.0, conf)
+    conf = np.where((state == _REJECTED) | (state == _UNSET) | (state == _UNKNOWN), 0.0, conf)
     scores = _soft_nms_scores(kp, conf, config.peak_nms_radius)
     keep = np.argsort(-scores, kind="stable")
     keep = keep[scores[keep] >= config.min_person_score][: config.max_people]

@@ -109,13 +109,16 @@ def check_people(scene, keypoints, result, stride, *, plain_iou: bool):
             assert iou(scene.masks[i], decoded_masks[j]) >= 0.95, f"person {i}: mask IoU"
 
 
-# Known open failures (dense crowds): one person's labelled keypoints are absorbed by a neighbour
-# whose same-side keypoints are unlabelled. Kept visible rather than dropped from the spec.
-_KNOWN_CROWD_FAILURES = {(2, 30, 4), (2, 30, 8)}
+# Known open failure: in this scene two people's heads coincide (nose, eyes and left ear within
+# 0.4-1.5 px) and one of them is labelled on the head only. The maps hold one peak per coincident
+# keypoint, the grouping gives each keypoint to one person (peak NMS, soft-NMS scores) and the
+# head-only person's mask pixels embed onto the shared keypoints, so nothing tells the second
+# person apart. Kept visible rather than dropped from the spec.
+_KNOWN_CROWD_FAILURES = {(2, 30, 4)}
 ROUND_TRIP_CASES = [
-    pytest.param(seed, n, stride, marks=pytest.mark.xfail(reason="dense-crowd absorption, see above", strict=False))
+    pytest.param(seed, n, stride, marks=pytest.mark.xfail(reason="coincident heads, see above", strict=True))
     if (seed, n, stride) in _KNOWN_CROWD_FAILURES else (seed, n, stride)
-    for seed in (0, 1, 2) for n in (1, 5, 15, 30) for stride in (4, 8)
+    for n in (1, 5, 15, 30) for seed in ((0, 1, 2) if n < 15 else (0, 1, 2, 3, 4, 5)) for stride in (4, 8)
 ]
 
 
