@@ -29,6 +29,7 @@ from kdc_ros.replay.live import node_topics, replay_live
 from kdc_ros.replay.offline import message_rgb, replay_offline
 from kdc_ros.replay.outputs import OVERLAY_TOPIC, POSE_SEG_TOPIC
 from kdc_ros.replay.pose_seg_result import result_from_pose_seg
+from kdc_ros.tracking_metrics import pose_seg_frames, tracking_summary
 
 STAGES = {"conversion", "preprocess", "network", "decode", "messages", "total"}
 
@@ -114,6 +115,8 @@ def test_offline_replay_outputs_match_the_model_frame_by_frame(footage):
     assert len(pose_segs) == len(inputs) == report["frames"] == 6
     assert_matches_model(pose_segs, inputs, SceneDependentPredictor())
     assert report["people_per_frame"] == [2] * 6 and report["frames_with_people"] == 6
+    assert report["tracking"] == tracking_summary(pose_seg_frames([msg for _, msg in pose_segs]))
+    assert report["tracking"]["tracks"] >= 2 and report["tracking"]["max_track_length"] <= 6
     assert set(report["latency_ms"]) == STAGES and report["throughput_fps"] > 0
     assert report["evaluation"]["matched_images"] == 6 and "keypoints_ap" in report["evaluation"]
     assert json.loads((root / "offline" / "report.json").read_text())["frames"] == 6
@@ -138,6 +141,8 @@ def test_live_replay_through_the_node(footage):
     pose_segs = recorded(root / "live", POSE_SEG_TOPIC)
     assert 1 <= report["outputs"] == len(pose_segs) <= report["frames"] == 6
     assert report["drop_rate"] == pytest.approx(1 - report["outputs"] / 6, abs=1e-3)
+    assert set(report["tracking"]) == {"tracks", "mean_track_length", "max_track_length", "id_switches",
+                                       "id_kept_fraction"} and report["tracking"]["tracks"] >= 2
     assert_matches_model(pose_segs, input_frames(raw_bag), SceneDependentPredictor())
     assert report["latency_ms"]["end_to_end"]["p50"] > 0 and report["input_rate_hz"] == pytest.approx(5, rel=0.5)
     assert len(recorded(root / "live", OVERLAY_TOPIC)) >= 1

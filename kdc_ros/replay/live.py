@@ -33,7 +33,7 @@ from .latency import summarize
 from .offline import message_rgb
 from .outputs import ReplayOutputs
 from .pose_seg_result import result_from_pose_seg
-from .report import people_fields
+from .report import people_fields, tracking_fields
 
 # Like `ros2 bag play`: reliable, a short queue (the node's best-effort input matches it too).
 PLAYER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -247,14 +247,15 @@ def _report(run: LiveRun, frames: int, playback_s: float, bag: ImageBag, topic: 
     latencies_ms = [(received - run.published_at[key]) * 1e3 for key, (_, received) in matched]
     receive_times = [received for _, (_, received) in matched]
     output_span = receive_times[-1] - receive_times[0] if len(receive_times) > 1 else 0.0
-    people = [len(msg.people) for _, (msg, _) in sorted(run.outputs.items(), key=lambda item: run.frame_index[item[0]])]
+    in_order = [msg for _, (msg, _) in sorted(run.outputs.items(), key=lambda item: run.frame_index[item[0]])]
+    people = [len(msg.people) for msg in in_order]
     return {
         "mode": "live", "bag": str(bag.path), "topic": topic, "message_type": bag.msgtype,
         "frames": frames, "outputs": len(matched), "foreign_outputs": run.foreign_outputs,
         "drop_rate": round(1 - len(matched) / frames, 4),
         "rate": rate, "input_rate_hz": round((frames - 1) / playback_s, 3) if frames > 1 and playback_s > 0 else 0.0,
         "output_rate_hz": round((len(matched) - 1) / output_span, 3) if output_span > 0 else 0.0,
-        **people_fields(people),
+        **people_fields(people), **tracking_fields(in_order),
         "latency_ms": {"end_to_end": summarize(latencies_ms)},
         "throughput_fps": round(len(matched) / playback_s, 3) if playback_s > 0 else 0.0,
         "node": node_namespace or "in-process", "device": str(getattr(predictor, "device", "?")),

@@ -19,7 +19,7 @@ from .annotations import evaluate_frames
 from .latency import StageTimes
 from .node_outputs import NodeOutputs
 from .outputs import ReplayOutputs
-from .report import people_fields
+from .report import people_fields, tracking_fields
 
 MODEL_STAGES = ("preprocess", "network", "decode")
 
@@ -35,7 +35,7 @@ def replay_offline(bag_path: str | Path, topic: str, out_dir: str | Path, predic
     with ImageBag(bag_path, topic) as bag:
         outputs = ReplayOutputs(out_dir, bag.rate_hz or 30.0, overlay)
         node_outputs = NodeOutputs(settings, overlay)
-        times, people, results, rejected = StageTimes(), [], {}, []
+        times, people, results, rejected, pose_segs = StageTimes(), [], {}, [], []
         warmed_up, frames_read = False, 0
         start = time.perf_counter()
         try:
@@ -55,10 +55,10 @@ def replay_offline(bag_path: str | Path, topic: str, out_dir: str | Path, predic
                     clock = start
                 batch.append((frame, rgb, (time.perf_counter() - clock) * 1e3))
                 if len(batch) == batch_size:
-                    _run_batch(batch, predictor, node_outputs, outputs, times, people, results)
+                    _run_batch(batch, predictor, node_outputs, outputs, times, people, results, pose_segs)
                     batch = []
             if batch:
-                _run_batch(batch, predictor, node_outputs, outputs, times, people, results)
+                _run_batch(batch, predictor, node_outputs, outputs, times, people, results, pose_segs)
         finally:
             outputs.close()
         wall = time.perf_counter() - start
@@ -66,6 +66,7 @@ def replay_offline(bag_path: str | Path, topic: str, out_dir: str | Path, predic
         report = {
             "mode": "offline", "bag": str(bag_path), "topic": topic, "message_type": bag.msgtype,
             "frames": frames, "rejected_frames": rejected, **people_fields(people),
+            **tracking_fields(pose_segs),
             "latency_ms": times.summary(), "throughput_fps": round(frames / wall, 3) if frames and wall > 0 else 0.0,
             "batch_size": batch_size, "device": str(getattr(predictor, "device", "?")),
             "bag_damage": bag.damage,
@@ -79,7 +80,7 @@ def replay_offline(bag_path: str | Path, topic: str, out_dir: str | Path, predic
 
 
 def _run_batch(batch, predictor, node_outputs: NodeOutputs, outputs: ReplayOutputs, times: StageTimes,
-               people: list[int], results: dict) -> None:
+               people: list[int], results: dict, pose_segs: list) -> None:
     rgbs = [rgb for _, rgb, _ in batch]
     if hasattr(predictor, "predict_batch"):
         predicted = predictor.predict_batch(rgbs)
@@ -102,3 +103,4 @@ def _run_batch(batch, predictor, node_outputs: NodeOutputs, outputs: ReplayOutpu
         times.add("total", conversion_ms + timing.get("total_ms", 0.0) + messages_ms)
         people.append(len(made.result))
         results[frame.index] = made.result
+        pose_segs.append(made.pose_seg)

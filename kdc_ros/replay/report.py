@@ -3,12 +3,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..tracking_metrics import pose_seg_frames, tracking_summary
+
 
 def people_fields(people_per_frame: list[int]) -> dict:
     counts = np.asarray(people_per_frame)
     return {"frames_with_people": int((counts > 0).sum()),
             "people_per_frame": [int(c) for c in counts],
             "mean_people_per_frame": round(float(counts.mean()), 3) if counts.size else 0.0}
+
+
+def tracking_fields(pose_segs: list) -> dict:
+    """`tracking`: track lengths and id switches of the published ids (kdc_ros.tracking_metrics),
+    over the PoseSeg messages in frame order."""
+    return {"tracking": tracking_summary(pose_seg_frames(pose_segs))}
 
 
 def headline(report: dict) -> str:
@@ -24,6 +32,12 @@ def headline(report: dict) -> str:
                      f"output rate {report['output_rate_hz']:.2f} Hz for input at {report['input_rate_hz']:.2f} Hz")
     else:
         lines.append(f"throughput {report['throughput_fps']:.2f} frames/s (batch {report['batch_size']})")
+    tracking = report.get("tracking")
+    if tracking and tracking["tracks"]:
+        kept = tracking["id_kept_fraction"]
+        lines.append(f"tracking: {tracking['tracks']} tracks, mean length {tracking['mean_track_length']:.1f} frames, "
+                     f"{tracking['id_switches']} id switches"
+                     + (f" ({kept:.1%} of frame-to-frame matches kept their id)" if kept is not None else ""))
     evaluation = report.get("evaluation")
     if evaluation and "keypoints_ap" in evaluation:
         lines.append(f"COCO on {evaluation['matched_images']} annotated frames: keypoint AP "
