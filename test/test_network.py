@@ -71,3 +71,17 @@ def test_backbone_weights_of_another_architecture_are_refused_naming_the_file(tm
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
     with pytest.raises(CheckpointError, match="resnet50.pth"):
         KDCNet(ModelConfig()).load_backbone_weights(path)
+
+
+def test_exports_with_dynamic_input_size():
+    """No data-dependent control flow: torch.export captures one graph for every multiple of 32."""
+    torch.manual_seed(0)
+    model = KDCNet(ModelConfig(neck_channels=16, head_channels=16)).eval()
+    step = torch.export.Dim("step_h", min=2, max=64), torch.export.Dim("step_w", min=2, max=64)
+    exported = torch.export.export(model, (torch.randn(1, 3, 128, 96),),
+                                   dynamic_shapes={"images": {2: 32 * step[0], 3: 32 * step[1]}})
+    images = torch.randn(1, 3, 160, 224)
+    with torch.inference_mode():
+        expected, got = model(images), exported.module()(images)
+    for key in HEAD_CHANNELS:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-4)
