@@ -1,0 +1,248 @@
+"""Failure behaviour as a tested property (issue 7): hostile image messages, device faults, unsafe model
+files, damaged bags. docs/reliability.md lists what is covered and the figures measured.
+
+The fuzz tests send Hypothesis-generated Image / CompressedImage messages through real rclpy to a
+running node (FixedPredictor: the plumbing is under test, the model is not) one at a time, and check
+each outcome against kdc_ros.image_io run directly on the same message: a frame it refuses must be
+counted as rejected, a frame it accepts must be processed, nothing may fail or crash, and after
+every example the node must answer a valid frame. The default suite runs ~200 messages; the `long`
+variant thousands (KDC_FUZZ_EXAMPLES overrides the number of examples).
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+from builtin_interfaces.msg import Time
+
+from fixed_predictor import FixedPredictor
+from image_samples import compress, encode, gradient_rgb
+from kdc_ros.image_io import SUPPORTED_ENCODINGS, ImageError, compressed_to_rgb, image_to_rgb
+from live_node import LiveNode, stamp_key
+
+MAX_PIXELS = 1 << 20   # the fuzzed node's max_pixels: declared sizes above are refused before any work
+U32 = (1 << 32) - 1
+
+# --- strategies: raw images ------------------------------------------------------------------------
+BYTES_PER_PIXEL = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8uc1": 1, "mono16": 2, "16uc1": 2,
+                   "yuv422": 2, "uyvy": 2, "yuv422_yuy2": 2, "yuyv": 2}
+UNKNOWN_ENCODINGS = ["32FC1", "16SC1", "rgb16", "bgra16", "64FC3", "jpeg", "", " rgb8", "rgb8 ", "nv12", "8UC3",
+                     "bayer_rggb16", "yuv420"]
+encodings = st.one_of(
+    st.sampled_from(SUPPORTED_ENCODINGS),
+    st.sampled_from(SUPPORTED_ENCODINGS).map(str.upper),
+    st.sampled_from(UNKNOWN_ENCODINGS),
+    st.text(st.characters(codec="ascii", exclude_characters="\x00"), max_size=12),
+)
+
+
+@st.composite
+def plausible_images(draw):
+    """A known encoding with small sizes, then its step, data length and contents possibly wrong."""
+    encoding = draw(st.sampled_from(SUPPORTED_ENCODINGS))
+    height, width = draw(st.integers(0, 24)), draw(st.integers(0, 24))
+    bpp = BYTES_PER_PIXEL.get(encoding, 1)
+    step = draw(st.one_of(st.just(width * bpp), st.integers(width * bpp, width * bpp + 9),
+                          st.integers(0, max(0, width * bpp - 1)), st.integers(0, 300)))
+    length = draw(st.one_of(st.just(step * height), st.just(max(0, step * height - 1)), st.just(step * height + 1),
+                            st.integers(0, 1200)))
+    data = draw(st.binary(min_size=min(length, 1200), max_size=min(length, 1200)))
+    return Image(height=height, width=width, encoding=draw(st.sampled_from([encoding, encoding.upper()])),
+                 is_bigendian=draw(st.integers(0, 255)), step=step, data=data)
+
+
+@st.composite
+def huge_declared_images(draw):
+    """Headers declaring up to 4G x 4G pixels (and steps) with a few bytes of data."""
+    return Image(height=draw(st.integers(0, U32)), width=draw(st.integers(0, U32)), encoding=draw(encodings),
+                 is_bigendian=draw(st.integers(0, 1)), step=draw(st.integers(0, U32)),
+                 data=draw(st.binary(max_size=64)))
+
+
+@st.composite
+def random_images(draw):
+    return Image(height=draw(st.integers(0, 64)), width=draw(st.integers(0, 64)), encoding=draw(encodings),
+                 is_bigendian=draw(st.integers(0, 255)), step=draw(st.integers(0, 512)),
+                 data=draw(st.binary(max_size=600)))
+
+
+@st.composite
+def mutated_valid_images(draw):
+    """A correct message of a random image, then one field changed."""
+    encoding = draw(st.sampled_from(["rgb8", "bgr8", "rgba8", "mono8", "mono16", "yuyv", "uyvy", "bayer_rggb8"]))
+    height, width = draw(st.integers(1, 16)), 2 * draw(st.integers(1, 8))
+    rgb = np.frombuffer(draw(st.binary(min_size=height * width * 3, max_size=height * width * 3)),
+                        np.uint8).reshape(height, width, 3)
+    msg = encode(rgb, encoding, padding=draw(st.integers(0, 3)), bigendian=draw(st.booleans()))
+    field = draw(st.sampled_from(["none", "height", "width", "step", "encoding", "data", "is_bigendian"]))
+    if field in ("height", "width", "step"):
+        setattr(msg, field, draw(st.integers(0, U32)))
+    elif field == "encoding":
+        msg.encoding = draw(encodings)
+    elif field == "data":
+        data = bytes(msg.data)
+        cut = draw(st.integers(0, len(data)))
+        msg.data = draw(st.sampled_from([data[:cut], data + data[:cut], data[cut:]]))
+    elif field == "is_bigendian":
+        msg.is_bigendian = draw(st.integers(0, 255))
+    return msg
+
+
+raw_messages = st.one_of(plausible_images(), huge_declared_images(), random_images(), mutated_valid_images())
+
+# --- strategies: compressed images -----------------------------------------------------------------
+def _seed_files() -> list[bytes]:
+    rng = np.random.default_rng(3)
+    files = []
+    for height, width in ((8, 8), (24, 32), (30, 40)):
+        for image in (gradient_rgb(height, width), rng.integers(0, 256, (height, width, 3), dtype=np.uint8)):
+            for fmt in ("jpeg", "png"):
+                files.append(bytes(compress(image, fmt).data))
+    return files
+
+
+SEED_FILES = _seed_files()
+FORMATS = st.one_of(st.sampled_from(["jpeg", "png", "rgb8; jpeg compressed bgr8", "tiff", "", "bmp"]),
+                    st.text(st.characters(codec="ascii", exclude_characters="\x00"), max_size=20))
+
+
+def _with_size(data: bytes, width: int, height: int) -> bytes:
+    """Overwrite the image size in a PNG IHDR or the first JPEG SOF (a decompression-bomb header)."""
+    b = bytearray(data)
+    if b[:4] == b"\x89PNG":
+        b[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+        return bytes(b)
+    sof = next((i for i in range(2, len(b) - 9) if b[i] == 0xFF and b[i + 1] in (0xC0, 0xC1, 0xC2)), None)
+    if sof is not None:
+        b[sof + 5:sof + 9] = (height & 0xFFFF).to_bytes(2, "big") + (width & 0xFFFF).to_bytes(2, "big")
+    return bytes(b)
+
+
+@st.composite
+def mutated_compressed(draw):
+    data = bytearray(draw(st.sampled_from(SEED_FILES)))
+    for _ in range(draw(st.integers(0, 4))):
+        kind = draw(st.sampled_from(["flip", "truncate", "insert", "delete", "size", "zero_tail"]))
+        if not data:
+            break
+        at = draw(st.integers(0, len(data) - 1))
+        if kind == "flip":
+            data[at] = draw(st.integers(0, 255))
+        elif kind == "truncate":
+            del data[at:]
+        elif kind == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=32))
+        elif kind == "delete":
+            del data[at:at + draw(st.integers(1, 64))]
+        elif kind == "size":
+            data = bytearray(_with_size(bytes(data), draw(st.integers(0, 65535)), draw(st.integers(0, 65535))))
+        else:
+            data[at:] = bytes(len(data) - at)
+    return CompressedImage(format=draw(FORMATS), data=bytes(data))
+
+
+compressed_messages = st.one_of(
+    mutated_compressed(),
+    st.builds(CompressedImage, format=FORMATS, data=st.binary(max_size=700)),
+    st.builds(CompressedImage, format=FORMATS,  # real magic numbers, junk after
+              data=st.tuples(st.sampled_from([b"\xff\xd8\xff\xe0", b"\x89PNG\r\n\x1a\n", b"\xff\xd8", b"GIF89a",
+                                              b"BM", b"II*\x00"]), st.binary(max_size=300)).map(b"".join)),
+)
+
+
+# --- the fuzz driver -------------------------------------------------------------------------------
+def expected_outcome(msg) -> str:
+    """What the node must do with `msg`: 'rejected' or 'processed' (the converter run directly)."""
+    convert = compressed_to_rgb if isinstance(msg, CompressedImage) else image_to_rgb
+    try:
+        convert(msg, MAX_PIXELS)
+    except ImageError:
+        return "rejected"
+    return "processed"  # any other exception fails the test here: the converter must only raise ImageError
+
+
+def fuzz_node(message_type, strategy, examples: int, derandomize: bool) -> dict:
+    """Run `examples` Hypothesis examples (1-3 messages each, then a valid frame) through a live node."""
+    compressed = message_type is CompressedImage
+    valid_rgb = gradient_rgb(12, 16)
+    counts = {"messages": 0, "rejected": 0, "processed": 0, "examples": 0}
+    with LiveNode(FixedPredictor(), message_type, compressed=compressed, max_pixels=MAX_PIXELS,
+                  pose_seg_limit=50) as live:
+        stats = live.stats
+        sent = 0
+
+        @settings(max_examples=examples, deadline=None, database=None, derandomize=derandomize,
+                  suppress_health_check=list(HealthCheck))
+        @given(st.lists(strategy, min_size=1, max_size=3))
+        def one_example(messages):
+            nonlocal sent
+            counts["examples"] += 1
+            for msg in messages:
+                expected = expected_outcome(msg)
+                before = (stats.rejected, stats.processed)
+                live.publisher.publish(msg)
+                sent += 1
+                live.wait_for(lambda: stats.received == sent and live.settled(), 10.0,
+                              f"no outcome for message {sent}")
+                outcome = "rejected" if stats.rejected > before[0] else "processed" if stats.processed > before[1] \
+                    else "nothing"
+                assert outcome == expected, (outcome, expected, stats.last_problem)
+                counts["messages"] += 1
+                counts[expected] += 1
+            # The node still answers a valid frame.
+            header = Header(stamp=Time(sec=counts["examples"], nanosec=7), frame_id="fuzz")
+            valid = compress(valid_rgb, "png", header=header) if compressed else encode(valid_rgb, "rgb8",
+                                                                                        header=header)
+            live.publisher.publish(valid)
+            sent += 1
+            reply = live.wait_for_output(stamp_key(header))
+            assert (reply.height, reply.width) == valid_rgb.shape[:2]
+            assert live.node._worker.is_alive()
+
+        one_example()
+        live.wait_for(live.settled, 10.0, "frames left without an outcome")
+        assert stats.failed == 0 and stats.dropped == 0, stats.last_problem
+        assert stats.rejected == counts["rejected"]
+        assert stats.processed == counts["processed"] + counts["examples"]
+        # ... and /diagnostics says the same.
+        live.wait_for(lambda: live.diagnostic_values().get("rejected") == str(stats.rejected)
+                      and live.diagnostic_values().get("processed") == str(stats.processed), 5.0,
+                      "/diagnostics does not count every rejection")
+        assert live.diagnostic_values()["failed"] == "0"
+    return counts
+
+
+def _run_fuzz(message_type, strategy, examples, derandomize, label):
+    start = time.monotonic()
+    counts = fuzz_node(message_type, strategy, examples, derandomize)
+    seconds = time.monotonic() - start
+    print(f"\nfuzz {label}: {counts['messages']} hostile messages ({counts['rejected']} rejected, "
+          f"{counts['processed']} processed) in {counts['examples']} examples + {counts['examples']} valid "
+          f"frames answered, 0 crashes, {seconds:.1f} s")
+    return counts
+
+
+@pytest.mark.parametrize("message_type,strategy", [(Image, raw_messages), (CompressedImage, compressed_messages)],
+                         ids=["raw", "compressed"])
+def test_fuzzed_frames_are_counted_and_the_node_keeps_answering(message_type, strategy):
+    counts = _run_fuzz(message_type, strategy, 70, True, f"{message_type.__name__} (default suite)")
+    assert counts["messages"] >= 70 and counts["rejected"] > 0
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("message_type,strategy", [(Image, raw_messages), (CompressedImage, compressed_messages)],
+                         ids=["raw", "compressed"])
+def test_long_fuzz(message_type, strategy):
+    examples = int(os.environ.get("KDC_FUZZ_EXAMPLES", "1500"))
+    counts = _run_fuzz(message_type, strategy, examples, False, f"{message_type.__name__} (long)")
+    assert counts["messages"] >= examples and counts["rejected"] > 0 and counts["processed"] > 0
