@@ -13,7 +13,7 @@ from collections import defaultdict
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 # Stages of one frame, in order; each is reported as "<stage>_ms" (mean over the window).
-STAGES = ("conversion", "preprocess", "network", "decode", "tracking", "messages", "publish", "total")
+STAGES = ("conversion", "preprocess", "network", "decode", "tracking", "depth", "messages", "publish", "total")
 
 
 class FrameStats:
@@ -23,6 +23,8 @@ class FrameStats:
         self._lock = threading.Lock()
         self.received = self.processed = self.dropped = self.rejected = self.failed = self.oom = 0
         self.last_problem = ""
+        self.depth_unmatched = 0          # frames published without 3D (depth configured but not usable)
+        self.last_depth_problem = ""
         self._window_start = time.monotonic()
         self._window_received = self._window_processed = self._window_problems = 0
         self._stage_sums: dict[str, float] = defaultdict(float)
@@ -56,6 +58,12 @@ class FrameStats:
             self._window_problems += 1
             self.last_problem = f"inference failed (out of memory): {reason}"
 
+    def count_depth_unmatched(self, reason: str) -> None:
+        """A frame that gets 2D output only: no depth frame matched its stamp, or it was unusable."""
+        with self._lock:
+            self.depth_unmatched += 1
+            self.last_depth_problem = reason
+
     def record(self, stage_ms: dict[str, float]) -> None:
         """One frame published, with its milliseconds per stage."""
         with self._lock:
@@ -78,6 +86,7 @@ class FrameStats:
                 "dropped": str(self.dropped), "rejected": str(self.rejected), "failed": str(self.failed),
                 "oom": str(self.oom),
                 "last_problem": self.last_problem,
+                "depth_unmatched": str(self.depth_unmatched), "last_depth_problem": self.last_depth_problem,
             }
             problems = self._window_problems
             self._window_start = now

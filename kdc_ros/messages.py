@@ -6,7 +6,7 @@ without touching the model; the parse_* helpers each build one part of the messa
 from __future__ import annotations
 
 import numpy as np
-from kdc_msgs.msg import Keypoint, Person, PoseSeg
+from kdc_msgs.msg import Keypoint, Keypoint3D, Person, PoseSeg
 from sensor_msgs.msg import Image
 
 from kdc_model import PoseSegResult
@@ -35,9 +35,15 @@ def person_ids(result: PoseSegResult, ids=None) -> np.ndarray:
     return np.arange(len(result), dtype=np.uint32) if ids is None else np.asarray(ids, np.uint32)
 
 
-def parse_people(result: PoseSegResult, ids=None) -> list[Person]:
-    """One kdc_msgs/Person per person, all 17 keypoints each; id = track id, or index without tracking."""
+def parse_people(result: PoseSegResult, ids=None, points_3d=None, valid_3d=None) -> list[Person]:
+    """One kdc_msgs/Person per person, all 17 keypoints each; id = track id, or index without tracking.
+
+    `points_3d` [N,17,3] metres and `valid_3d` [N,17] (kdc_ros.depth.lift_keypoints) fill
+    keypoints_3d; without them every Keypoint3D is invalid and 0. Invalid or non-finite points
+    are always published as 0, never NaN.
+    """
     ids = person_ids(result, ids)
+    points_3d, valid_3d = _points_3d(len(result), points_3d, valid_3d)
     areas = np.bincount(result.label_map.ravel(), minlength=len(result) + 1)[1:len(result) + 1]
     people = []
     for index in range(len(result)):
@@ -47,8 +53,18 @@ def parse_people(result: PoseSegResult, ids=None) -> list[Person]:
                         mask_area=int(areas[index]))
         person.keypoints = [Keypoint(x=float(x), y=float(y), confidence=float(c))
                             for x, y, c in result.keypoints[index].tolist()]
+        person.keypoints_3d = [Keypoint3D(x=x, y=y, z=z, valid=bool(v))
+                               for (x, y, z), v in zip(points_3d[index].tolist(), valid_3d[index].tolist())]
         people.append(person)
     return people
+
+
+def _points_3d(n: int, points, valid) -> tuple[np.ndarray, np.ndarray]:
+    if points is None or valid is None:
+        return np.zeros((n, 17, 3), np.float64), np.zeros((n, 17), bool)
+    points = np.asarray(points, np.float64).reshape(n, 17, 3)
+    valid = np.asarray(valid, bool).reshape(n, 17) & np.isfinite(points).all(-1)
+    return np.where(valid[..., None], points, 0.0), valid
 
 
 def parse_mask(label_map: np.ndarray, header) -> Image:
@@ -59,8 +75,10 @@ def parse_mask(label_map: np.ndarray, header) -> Image:
                  step=2 * width, data=labels.tobytes())
 
 
-def pose_seg_from_result(result: PoseSegResult, header, publish_mask: bool = True, ids=None) -> PoseSeg:
-    """kdc_msgs/PoseSeg of `result` with `header` (the input image's: stamp and frame survive)."""
+def pose_seg_from_result(result: PoseSegResult, header, publish_mask: bool = True, ids=None,
+                         points_3d=None, valid_3d=None) -> PoseSeg:
+    """kdc_msgs/PoseSeg of `result` with `header` (the input image's: stamp and frame survive);
+    `points_3d`/`valid_3d` fill Person.keypoints_3d (see parse_people)."""
     height, width = result.image_size
     mask = parse_mask(result.label_map, header) if publish_mask else Image(header=header)
-    return PoseSeg(header=header, height=height, width=width, people=parse_people(result, ids), mask=mask)
+    return PoseSeg(header=header, height=height, width=width, people=parse_people(result, ids, points_3d, valid_3d), mask=mask)

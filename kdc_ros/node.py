@@ -7,6 +7,8 @@ model skips stale frames. Topic layout (see docs/node.md):
   one camera (image_topics empty):   ~/pose_seg, ~/overlay, ~/markers, ~/detections
   several (image_topics non-empty):  ~/<camera_name>/pose_seg, ... where camera_name is the topic's
                                      namespace with / -> _ (/front/image_raw -> front)
+  a camera with aligned depth (depth_topic / depth_topics) also gets ~/markers_3d, and its
+  Person.keypoints_3d are filled (kdc_ros.depth_input).
 """
 from __future__ import annotations
 
@@ -24,18 +26,20 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from . import params
+from .depth_input import DepthInput
 from .diagnostics import FrameStats
 from .faults import is_out_of_memory, release_cached_memory
 from .image_io import ImageError, compressed_to_rgb, image_to_rgb, rgb_to_image
 from .latest_frame import LatestFrames
 from .messages import filter_result, pose_seg_from_result
 from .tracking import PersonTracker
-from .visualization import detections_from_result, draw_overlay, import_vision_msgs, markers_from_result
+from .visualization import (detections_from_result, draw_overlay, import_vision_msgs, markers_3d_from_result,
+                            markers_from_result)
 
 # Outputs are reliable (they match reliable and best-effort subscribers alike), keep-last 5.
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
@@ -60,6 +64,8 @@ class Camera:
     stats: FrameStats = field(default_factory=FrameStats)
     marker_ids: set = field(default_factory=set)  # ids drawn last frame, to DELETE those that left
     tracker: PersonTracker = field(default_factory=PersonTracker)
+    depth: DepthInput | None = None          # aligned depth of this camera, when configured
+    marker_3d_ids: set = field(default_factory=set)
 
     def output(self, topic: str) -> str:
         return f"~/{self.name}/{topic}" if self.name else f"~/{topic}"
@@ -85,7 +91,9 @@ class KdcNode(Node):
         if len(set(names)) != len(names):
             raise ValueError(f"image_topics {topics} give the same camera name twice ({names}); "
                              f"put each camera in its own namespace")
-        self.cameras = [Camera(name, topic) for name, topic in zip(names, topics)]
+        depth = params.depth_sources(self.settings)
+        self.cameras = [Camera(name, topic, depth=DepthInput(*source, self.settings["depth_cache_size"])
+                               if source else None) for name, topic, source in zip(names, topics, depth)]
         self.image_subscriptions = [self._wire(camera) for camera in self.cameras]
         self.diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.settings["diagnostics_period"], self._publish_diagnostics)
@@ -123,6 +131,14 @@ class KdcNode(Node):
         reliability = {"best_effort": ReliabilityPolicy.BEST_EFFORT,
                        "reliable": ReliabilityPolicy.RELIABLE}[self.settings["reliability"]]
         input_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability)
+        if camera.depth is not None:
+            camera.publishers["markers_3d"] = self.create_publisher(MarkerArray, camera.output("markers_3d"),
+                                                                    OUTPUT_QOS)
+            # Depth frames wait in a stamp cache for their colour frame: a few may queue here too.
+            depth_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=reliability)
+            self.create_subscription(Image, camera.depth.depth_topic, camera.depth.on_depth, depth_qos)
+            self.create_subscription(CameraInfo, camera.depth.camera_info_topic, camera.depth.on_camera_info,
+                                     input_qos)
         if self.settings["compressed"]:
             message_type, topic = CompressedImage, camera.input_topic.rstrip("/") + "/compressed"
         else:
@@ -236,12 +252,21 @@ class KdcNode(Node):
             ids = camera.tracker.update(result, stamp)
         lap("tracking")
         header = msg.header
-        outgoing = {"pose_seg": pose_seg_from_result(result, header, self.settings["publish_mask"], ids)}
+        lifted = self._lift(camera, result, header)
+        lap("depth")
+        points, valid = (lifted.points, lifted.valid) if lifted is not None else (None, None)
+        outgoing = {"pose_seg": pose_seg_from_result(result, header, self.settings["publish_mask"], ids,
+                                                     points, valid)}
         if self._wanted(camera, "overlay"):
             overlay = draw_overlay(rgb, result, self.settings["overlay_mask_alpha"], ids)
             outgoing["overlay"] = rgb_to_image(overlay, header)
         if self._wanted(camera, "markers"):
             outgoing["markers"], camera.marker_ids = markers_from_result(result, header, camera.marker_ids, ids)
+        if lifted is not None and lifted.problem is None and self._wanted(camera, "markers_3d"):
+            # Unmatched frames leave the last 3D skeletons up rather than blink them away.
+            outgoing["markers_3d"], camera.marker_3d_ids = markers_3d_from_result(
+                result, Header(stamp=header.stamp, frame_id=lifted.frame_id), points, valid,
+                camera.marker_3d_ids, ids)
         if self._wanted(camera, "detections"):
             outgoing["detections"] = detections_from_result(result, header, self.vision_msgs, ids)
         lap("messages")
@@ -251,6 +276,18 @@ class KdcNode(Node):
         del stage_ms["model"]  # reported as its preprocess/network/decode parts
         stage_ms["total"] = (time.monotonic() - arrived) * 1e3  # arrival -> published, waiting included
         camera.stats.record(stage_ms)
+
+    def _lift(self, camera: Camera, result, header):
+        """3D keypoints from the camera's aligned depth (None without depth); misses are counted."""
+        if camera.depth is None:
+            return None
+        lifted = camera.depth.lift(result, header, self.settings["depth_tolerance"], self.settings["depth_wait"],
+                                   self.settings["max_pixels"])
+        if lifted.problem is not None:
+            camera.stats.count_depth_unmatched(lifted.problem)
+            self.get_logger().warning(f"{camera.input_topic}: no 3D for this frame: {lifted.problem}",
+                                      throttle_duration_sec=WARN_THROTTLE_S)
+        return lifted
 
     @staticmethod
     def _wanted(camera: Camera, topic: str) -> bool:

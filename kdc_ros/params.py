@@ -47,6 +47,19 @@ def _topics_reason(topics: list[str]) -> str | None:
     return None
 
 
+def _optional_topic_reason(topic: str) -> str | None:
+    return None if topic == "" else _topic_reason(topic)
+
+
+def _optional_topics_reason(topics: list[str]) -> str | None:
+    if not all(isinstance(topic, str) for topic in topics):
+        return "depth_topics and camera_info_topics must be lists of strings"
+    for topic in topics:
+        if (reason := _optional_topic_reason(topic)) is not None:
+            return reason
+    return None
+
+
 SPECS: dict[str, ParameterSpec] = {
     "image_topic": ParameterSpec(Parameter.Type.STRING, "Camera image topic (sensor_msgs/Image; "
                                  "{image_topic}/compressed when compressed is true).", check=_topic_reason),
@@ -59,6 +72,22 @@ SPECS: dict[str, ParameterSpec] = {
                                  choices=("best_effort", "reliable")),
     "max_pixels": ParameterSpec(Parameter.Type.INTEGER, "Reject input frames with more pixels than this.",
                                 dynamic=True, bounds=(1, 1 << 28)),
+    "depth_topic": ParameterSpec(Parameter.Type.STRING, "Depth image aligned to image_topic (sensor_msgs/Image "
+                                 "16UC1 mm or 32FC1 m, same size); fills keypoints_3d and ~/markers_3d. "
+                                 "Empty = no 3D.", check=_optional_topic_reason),
+    "camera_info_topic": ParameterSpec(Parameter.Type.STRING, "sensor_msgs/CameraInfo of the aligned depth "
+                                       "image (its K); needed with depth_topic.", check=_optional_topic_reason),
+    "depth_topics": ParameterSpec(Parameter.Type.STRING_ARRAY, "With image_topics: one aligned depth topic per "
+                                  "camera, same order ('' = none); empty list = no 3D.",
+                                  check=_optional_topics_reason),
+    "camera_info_topics": ParameterSpec(Parameter.Type.STRING_ARRAY, "With image_topics: the CameraInfo topic "
+                                        "of each depth_topics entry, same order.", check=_optional_topics_reason),
+    "depth_tolerance": ParameterSpec(Parameter.Type.DOUBLE, "Seconds between a colour frame's stamp and the "
+                                     "nearest depth frame's for them to match.", dynamic=True, bounds=(0.0, 1.0)),
+    "depth_wait": ParameterSpec(Parameter.Type.DOUBLE, "Seconds to wait for a depth frame not received yet "
+                                "when the colour frame is processed.", dynamic=True, bounds=(0.0, 1.0)),
+    "depth_cache_size": ParameterSpec(Parameter.Type.INTEGER, "Depth frames kept per camera for matching by "
+                                      "stamp (memory bound).", bounds=(1, 1000)),
     "model": ParameterSpec(Parameter.Type.STRING, "Checkpoint path, or 'default' for the packaged weights.",
                            check=lambda v: None if v.strip() else "model must not be empty"),
     "device": ParameterSpec(Parameter.Type.STRING, "Inference device: auto (CUDA when present), cpu, cuda, "
@@ -167,6 +196,30 @@ def declare_parameters(node, defaults: dict[str, Any] | None = None) -> dict[str
         if (reason := check_value(name, values[name])) is not None:
             raise ValueError(f"parameter {reason}")
     return values
+
+
+def depth_sources(settings: dict[str, Any]) -> list[tuple[str, str] | None]:
+    """Per camera (the order of image_topics, or the one image_topic): (depth topic, camera info
+    topic), or None for a camera without depth. Raises ValueError naming the parameters that disagree."""
+    if settings["image_topics"]:
+        cameras = len(settings["image_topics"])
+        depth, info = list(settings["depth_topics"]), list(settings["camera_info_topics"])
+        if not depth and not info:
+            return [None] * cameras
+        if len(depth) != cameras or len(info) != cameras:
+            raise ValueError(f"depth_topics ({len(depth)}) and camera_info_topics ({len(info)}) must list one "
+                             f"entry per image_topics entry ({cameras}); '' for a camera without depth")
+        names = [f"depth_topics[{i}]" for i in range(cameras)]
+    else:
+        depth, info = [settings["depth_topic"]], [settings["camera_info_topic"]]
+        names = ["depth_topic"]
+    sources = []
+    for name, depth_topic, info_topic in zip(names, depth, info):
+        if bool(depth_topic) != bool(info_topic):
+            raise ValueError(f"{name} and its camera info topic must both be set or both be empty "
+                             f"(got {depth_topic!r}, {info_topic!r})")
+        sources.append((depth_topic, info_topic) if depth_topic else None)
+    return sources
 
 
 def markdown_table() -> str:

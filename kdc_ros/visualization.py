@@ -82,28 +82,61 @@ def markers_from_result(result: PoseSegResult, header, previous_ids: set[int] = 
     namespace), plus DELETE markers for ids in `previous_ids` that are gone; returns the ids drawn."""
     ids = person_ids(result, ids)
     height, width = result.image_size
+    line_width = 0.01 * IMAGE_PLANE_DISTANCE
     markers = []
     for index, person_id in enumerate(ids.tolist()):
         keypoints = result.keypoints[index]
-        found = keypoints[:, 2] > 0
-        points = image_plane_points(keypoints[:, :2], width, height)
-        r, g, b = (c / 255.0 for c in person_color(person_id))
-        color = ColorRGBA(r=r, g=g, b=b, a=1.0)
-        line_width = 0.01 * IMAGE_PLANE_DISTANCE
-        skeleton = _marker(header, "skeleton", person_id, Marker.LINE_LIST, color, line_width)
-        skeleton.points = [_point(points[k]) for a, b_ in DRAW_EDGES if found[a] and found[b_] for k in (a, b_)]
-        joints = _marker(header, "joints", person_id, Marker.SPHERE_LIST, color, 2 * line_width)
-        joints.points = [_point(p) for p in points[found]]
-        score = _marker(header, "score", person_id, Marker.TEXT_VIEW_FACING, color, 4 * line_width)
         top = image_plane_points(result.boxes[index:index + 1, :2], width, height)[0]
-        score.pose.position = _point(top - (0.0, 3 * line_width, 0.0))
-        score.text = f"{person_id}: {result.scores[index]:.2f}"
-        markers += [skeleton, joints, score]
+        markers += _person_markers(header, person_id, image_plane_points(keypoints[:, :2], width, height),
+                                   keypoints[:, 2] > 0, top - (0.0, 3 * line_width, 0.0),
+                                   f"{person_id}: {result.scores[index]:.2f}", line_width)
     current = set(ids.tolist())
-    for gone in sorted(set(previous_ids) - current):
-        for namespace in MARKER_NAMESPACES:
-            markers.append(Marker(header=header, ns=namespace, id=gone, action=Marker.DELETE))
-    return MarkerArray(markers=markers), current
+    return MarkerArray(markers=markers + _deletions(header, previous_ids, current)), current
+
+
+# 3D skeletons: metres in the depth camera's optical frame; a line width that reads at room scale.
+LINE_WIDTH_3D = 0.03
+LABEL_ABOVE_HEAD_3D = 0.15
+
+
+def markers_3d_from_result(result: PoseSegResult, header, points_3d: np.ndarray, valid_3d: np.ndarray,
+                           previous_ids: set[int] = frozenset(), ids=None) -> tuple[MarkerArray, set[int]]:
+    """The markers of markers_from_result at the people's 3D keypoints (kdc_ros.depth.lift_keypoints:
+    points [N,17,3] m, valid [N,17]) in `header`'s frame. Only valid keypoints are drawn; a person
+    without any is not drawn (and is deleted if it was). Returns the array and the ids drawn."""
+    ids = person_ids(result, ids)
+    markers, current = [], set()
+    for index, person_id in enumerate(ids.tolist()):
+        found = np.asarray(valid_3d[index], bool)
+        if not found.any():
+            continue
+        points = np.asarray(points_3d[index], np.float64)
+        top = points[found][np.argmin(points[found, 1])]  # y points down: the highest keypoint
+        markers += _person_markers(header, person_id, points, found, top - (0.0, LABEL_ABOVE_HEAD_3D, 0.0),
+                                   f"{person_id}: {result.scores[index]:.2f}", LINE_WIDTH_3D)
+        current.add(person_id)
+    return MarkerArray(markers=markers + _deletions(header, previous_ids, current)), current
+
+
+def _person_markers(header, person_id: int, points: np.ndarray, found: np.ndarray, label_position,
+                    text: str, line_width: float) -> list[Marker]:
+    """Skeleton (LINE_LIST), joints (SPHERE_LIST) and a text label of one person; points [17, 3]."""
+    r, g, b = (c / 255.0 for c in person_color(person_id))
+    color = ColorRGBA(r=r, g=g, b=b, a=1.0)
+    skeleton = _marker(header, "skeleton", person_id, Marker.LINE_LIST, color, line_width)
+    skeleton.points = [_point(points[k]) for a, b_ in DRAW_EDGES if found[a] and found[b_] for k in (a, b_)]
+    joints = _marker(header, "joints", person_id, Marker.SPHERE_LIST, color, 2 * line_width)
+    joints.points = [_point(p) for p in points[found]]
+    score = _marker(header, "score", person_id, Marker.TEXT_VIEW_FACING, color, 4 * line_width)
+    score.pose.position = _point(label_position)
+    score.text = text
+    return [skeleton, joints, score]
+
+
+def _deletions(header, previous_ids, current: set[int]) -> list[Marker]:
+    """DELETE markers, in every namespace, for the ids drawn last time that are not drawn now."""
+    return [Marker(header=header, ns=namespace, id=gone, action=Marker.DELETE)
+            for gone in sorted(set(previous_ids) - current) for namespace in MARKER_NAMESPACES]
 
 
 def _marker(header, namespace: str, marker_id: int, marker_type: int, color: ColorRGBA, size: float) -> Marker:

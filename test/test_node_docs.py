@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from fixed_predictor import FixedPredictor
+from rclpy.parameter import Parameter
+
 from kdc_ros import params
 from kdc_ros.node import KdcNode
 from ros_helpers import RosContext
@@ -36,7 +38,10 @@ def untick(cell: str) -> str:
 @pytest.fixture(scope="module")
 def node():
     with RosContext() as ros:
-        node = KdcNode(FixedPredictor(), context=ros.context)
+        # Depth on, so the depth subscriptions and ~/markers_3d exist (documented with these names).
+        depth = [Parameter("depth_topic", value="/camera/aligned_depth_to_color/image_raw"),
+                 Parameter("camera_info_topic", value="/camera/aligned_depth_to_color/camera_info")]
+        node = KdcNode(FixedPredictor(), context=ros.context, parameter_overrides=depth)
         ros.nodes.append(node)
         yield node
 
