@@ -235,8 +235,8 @@ class KdcNode(Node):
                 camera.stats.count_oom(f"{type(err).__name__}: {_first_line(err)}")
             else:
                 camera.stats.count_failed(f"{type(err).__name__}: {err}")
-            self.get_logger().error(f"{camera.input_topic}: inference failed: {type(err).__name__}: {err}",
-                                    throttle_duration_sec=WARN_THROTTLE_S)
+            self.get_logger().error(f"{camera.input_topic}: inference failed: {type(err).__name__}: "
+                                    f"{_first_line(err)}", throttle_duration_sec=WARN_THROTTLE_S)
             return
         lap("model")
         for stage, ms in getattr(self.predictor, "last_timing", {}).items():
