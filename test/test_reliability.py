@@ -246,3 +246,205 @@ def test_long_fuzz(message_type, strategy):
     examples = int(os.environ.get("KDC_FUZZ_EXAMPLES", "1500"))
     counts = _run_fuzz(message_type, strategy, examples, False, f"{message_type.__name__} (long)")
     assert counts["messages"] >= examples and counts["rejected"] > 0 and counts["processed"] > 0
+
+
+# --- device faults ---------------------------------------------------------------------------------
+class RunsOutOfMemory(FixedPredictor):
+    """FixedPredictor that raises torch.OutOfMemoryError on frames above `limit` pixels, like a GPU would."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.ooms = 0
+
+    def __call__(self, rgb):
+        import torch
+
+        if rgb.shape[0] * rgb.shape[1] > self.limit:
+            self.ooms += 1
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.10 GiB "
+                                         "total capacity)\nSee documentation for Memory Management")
+        return super().__call__(rgb)
+
+
+def test_out_of_memory_on_a_giant_frame_drops_it_and_the_next_frame_is_answered():
+    predictor = RunsOutOfMemory(limit=64 * 64)
+    with LiveNode(predictor, Image) as live:
+        stats = live.stats
+        for index in range(3):  # three giant frames, each followed by a small one
+            giant = encode(np.zeros((100, 120, 3), np.uint8), "rgb8", header=Header(stamp=Time(sec=100 + index)))
+            live.publisher.publish(giant)
+            live.wait_for(lambda: stats.oom == index + 1, 10.0, "out of memory not counted")
+            small = encode(gradient_rgb(24, 32), "rgb8", header=Header(stamp=Time(sec=index)))
+            live.publisher.publish(small)
+            assert live.wait_for_output((index, 0)).width == 32
+        live.wait_for(lambda: live.diagnostic_values().get("oom") == "3", 5.0, "/diagnostics has no oom count")
+        values = live.diagnostic_values()
+    assert predictor.ooms == 3 and stats.oom == stats.failed == 3 and stats.processed == 3
+    assert values["failed"] == "3" and "out of memory" in values["last_problem"]
+    assert "\n" not in values["last_problem"]
+    assert not any(stamp_key(m.header)[0] >= 100 for _, m in live.pose_segs), "a failed frame was published"
+
+
+def test_out_of_memory_is_told_from_other_errors():
+    import torch
+
+    from kdc_ros.faults import is_out_of_memory
+
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
+    assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"))
+    assert is_out_of_memory(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough "
+                                         "memory: you tried to allocate 1 bytes"))
+    assert is_out_of_memory(MemoryError())
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not is_out_of_memory(ValueError("out of memory"))
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    import torch
+
+    from kdc_model import ModelConfig
+    from kdc_model.checkpoint import save_checkpoint
+    from kdc_model.network import KDCNet
+
+    torch.manual_seed(0)
+    config = ModelConfig(input_size=64, neck_channels=16, head_channels=16)
+    path = tmp_path_factory.mktemp("model") / "small.safetensors"
+    save_checkpoint(path, KDCNet(config), config)
+    return path
+
+
+class LogRecorder:
+    def __init__(self):
+        self.lines = []
+
+    def __getattr__(self, level):
+        return lambda text, **_: self.lines.append((level, text))
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_but_absent_falls_back_to_cpu_or_stops_by_parameter(small_checkpoint, monkeypatch):
+    from ros_helpers import RosContext
+    from kdc_ros.node import KdcNode
+
+    log = LogRecorder()
+    monkeypatch.setattr(KdcNode, "get_logger", lambda self: log)
+    with RosContext() as ros:
+        node = KdcNode(context=ros.context, parameter_overrides=[
+            Parameter("model", value=str(small_checkpoint)), Parameter("device", value="cuda")])
+        ros.nodes.append(node)
+        assert node.settings["device_fallback"] is True and node.predictor.device.type == "cpu"
+    assert ("warning", "device cuda is not available; running on CPU") in log.lines
+    with RosContext() as ros, pytest.raises(ValueError) as refused:
+        KdcNode(context=ros.context, parameter_overrides=[
+            Parameter("model", value=str(small_checkpoint)), Parameter("device", value="cuda:1"),
+            Parameter("device_fallback", value=False)])
+    message = str(refused.value)
+    assert "cuda:1" in message and "not available" in message and "device_fallback" in message
+    assert "\n" not in message
+
+
+# --- model files -----------------------------------------------------------------------------------
+class _TouchesSentinel:
+    """Unpickling this calls Path.touch(sentinel): the proof that a loader ran code from the file."""
+
+    def __init__(self, sentinel):
+        self.sentinel = sentinel
+
+    def __reduce__(self):
+        return (type(self.sentinel).touch, (self.sentinel,))
+
+
+@pytest.fixture(scope="module")
+def bad_model_files(tmp_path_factory, small_checkpoint):
+    """{problem: (path, sentinel or None, what the one-line error must say)}."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from kdc_model import ModelConfig
+    from kdc_model.checkpoint import load_checkpoint, save_checkpoint
+    from kdc_model.network import KDCNet
+
+    root = tmp_path_factory.mktemp("bad_models")
+    config, state = load_checkpoint(small_checkpoint)
+    files = {}
+    sentinel = root / "code_ran"
+    evil = root / "evil.pt"
+    torch.save({"config": config.to_dict(), "state_dict": state, "hook": _TouchesSentinel(sentinel)}, evil)
+    files["pickled code (.pt)"] = (evil, sentinel, "refused: the file holds pickled objects")
+    evil_st = root / "evil.safetensors"  # a pickle wearing a safetensors name
+    evil_st.write_bytes(pickle.dumps({"hook": _TouchesSentinel(sentinel)}))
+    files["pickled code (.safetensors)"] = (evil_st, sentinel, "truncated or corrupt safetensors")
+    cut = root / "cut.safetensors"
+    data = small_checkpoint.read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    files["truncated"] = (cut, None, "truncated or corrupt")
+    narrow = root / "narrow.safetensors"  # the config says 32 neck channels, the weights have 16
+    save_checkpoint(narrow, KDCNet(config), ModelConfig(input_size=64, neck_channels=32, head_channels=16))
+    files["config/weights mismatch"] = (narrow, None, "weights do not fit the stored config")
+    other = root / "resnet.safetensors"  # a KDC config over the weights of another network
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8))
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(other),
+              metadata={"config": json.dumps(config.to_dict())})
+    files["wrong architecture"] = (other, None, "weights do not fit the stored config")
+    classifier = root / "classifier.safetensors"  # plain weights of another model, no KDC config
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(classifier))
+    files["not a KDC checkpoint"] = (classifier, None, "not a KDC checkpoint")
+    return files
+
+
+PROBLEMS = ["pickled code (.pt)", "pickled code (.safetensors)", "truncated", "config/weights mismatch",
+            "wrong architecture", "not a KDC checkpoint"]
+
+
+@pytest.mark.parametrize("problem", PROBLEMS)
+def test_bad_model_file_gives_one_line_naming_it_via_load_model_and_node(bad_model_files, problem):
+    from kdc_model import load_model
+    from kdc_model.checkpoint import CheckpointError
+    from kdc_ros.node import KdcNode
+    from ros_helpers import RosContext
+
+    path, sentinel, says = bad_model_files[problem]
+    with pytest.raises(CheckpointError) as direct:
+        load_model(path, device="cpu")
+    with RosContext() as ros, pytest.raises(ValueError) as via_node:
+        KdcNode(context=ros.context, parameter_overrides=[Parameter("model", value=str(path)),
+                                                          Parameter("device", value="cpu")])
+    for err in (direct.value, via_node.value):
+        text = str(err)
+        assert "\n" not in text and str(path) in text and says in text, text
+    if sentinel is not None:
+        assert not sentinel.exists(), "loading the model executed code from the file"
+
+
+def test_node_startup_refuses_pickled_code_with_one_fatal_line(bad_model_files):
+    path, sentinel, _ = bad_model_files["pickled code (.pt)"]
+    result = subprocess.run([sys.executable, "-m", "kdc_ros.node", "--ros-args", "-p", f"model:={path}",
+                             "-p", "device:=cpu"], capture_output=True, text=True, timeout=120)
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 1, output
+    fatal = [line for line in output.splitlines() if "cannot start" in line]
+    assert len(fatal) == 1 and str(path) in fatal[0] and "pickled objects" in fatal[0], output
+    assert "Traceback" not in output and not sentinel.exists()
+
+
+# --- damaged bags through kdc-replay ----------------------------------------------------------------
+def test_kdc_replay_names_zero_length_and_wrong_type_bags(tmp_path, small_checkpoint, capsys):
+    from std_msgs.msg import String
+
+    from kdc_ros.bags.bag_writer import MessageBagWriter
+    from kdc_ros.replay.cli import main as kdc_replay
+
+    empty = tmp_path / "empty.mcap"
+    empty.touch()
+    strings = tmp_path / "strings"
+    with MessageBagWriter(strings) as writer:
+        writer.write("/cam/image_raw", String(data="not an image"), 1)
+    for bag, says in ((empty, "empty.mcap"), (strings, "/cam/image_raw carries std_msgs/msg/String")):
+        status = kdc_replay([str(bag), "--topic", "/cam/image_raw", "--out", str(tmp_path / "out"),
+                             "--checkpoint", str(small_checkpoint), "--device", "cpu", "--no-progress"])
+        err = capsys.readouterr().err.strip()
+        assert status == 1 and says in err and len(err.splitlines()) == 1, err
