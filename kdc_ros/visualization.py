@@ -102,15 +102,15 @@ LABEL_ABOVE_HEAD_3D = 0.15
 def markers_3d_from_result(result: PoseSegResult, header, points_3d: np.ndarray, valid_3d: np.ndarray,
                            previous_ids: set[int] = frozenset(), ids=None) -> tuple[MarkerArray, set[int]]:
     """The markers of markers_from_result at the people's 3D keypoints (kdc_ros.depth.lift_keypoints:
-    points [N,17,3] m, valid [N,17]) in `header`'s frame. Only valid keypoints are drawn; a person
+    points [N,17,3] m, valid [N,17]) in `header`'s frame. Only valid, finite keypoints are drawn; a person
     without any is not drawn (and is deleted if it was). Returns the array and the ids drawn."""
     ids = person_ids(result, ids)
     markers, current = [], set()
     for index, person_id in enumerate(ids.tolist()):
-        found = np.asarray(valid_3d[index], bool)
+        points = np.asarray(points_3d[index], np.float64)
+        found = np.asarray(valid_3d[index], bool) & np.isfinite(points).all(-1)
         if not found.any():
             continue
-        points = np.asarray(points_3d[index], np.float64)
         top = points[found][np.argmin(points[found, 1])]  # y points down: the highest keypoint
         markers += _person_markers(header, person_id, points, found, top - (0.0, LABEL_ABOVE_HEAD_3D, 0.0),
                                    f"{person_id}: {result.scores[index]:.2f}", LINE_WIDTH_3D)
