@@ -21,6 +21,11 @@ from .output import format_table, write_json, write_png
 OURS = ("kdc_model", "kdc_node")
 
 
+def default_threads() -> int:
+    """Ultralytics sets torch to min(8, cpu_count - 1) threads on CPU; everyone gets the same here."""
+    return min(8, max(1, (os.cpu_count() or 1) - 1))
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m kdc_ros.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench_out", help="output folder (default bench_out)")
@@ -40,6 +45,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--weights", default="auto",
                         help="our weights: auto (packaged default, else random init), default, random, or a path")
     parser.add_argument("--device", default="cpu", help="our device (peers run on CPU)")
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="PyTorch intra-op threads for our rows and the ultralytics torch rows "
+                             f"(default {default_threads()}: ultralytics' own rule, cpu_count - 1, at most 8; "
+                             "0 leaves each system its own default)")
     parser.add_argument("--venv-root", default=None, help="peer venvs (default build/bench-venvs)")
     args = parser.parse_args(argv)
     args.systems = [s for s in args.systems.split(",") if s]
@@ -74,7 +83,7 @@ def build_producers(args) -> dict:
         from .peers import peer_rows
 
         producers["peers"] = functools.partial(peer_rows, systems=peers, warmup=args.warmup, rounds=args.rounds,
-                                               venv_root=args.venv_root)
+                                               venv_root=args.venv_root, threads=args.threads)
     return producers
 
 
@@ -84,6 +93,10 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     from .frames import make_frames
 
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     frames = make_frames(args.frames, *args.frame_hw, seed=args.seed)
     print(f"[bench] {len(frames)} synthetic frames {args.frame_size} (kdc_model.synthetic, seed {args.seed}); "
           f"input sizes {args.sizes}; systems {', '.join(args.systems)}", flush=True)
@@ -101,7 +114,7 @@ def main(argv=None) -> int:
         "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
         "load_average_before": [round(v, 2) for v in load_before],
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
-        "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+        "torch_threads": torch.get_num_threads(), "threads_option": args.threads, "python": platform.python_version(),
         "frames": {"count": len(frames), "size": args.frame_size, "seed": args.seed,
                    "source": "kdc_model.synthetic.make_scene, 1-6 people"},
         "sizes": args.sizes, "warmup": args.warmup, "rounds": args.rounds, "repeat": args.repeat, "device": args.device,

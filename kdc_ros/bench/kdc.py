@@ -67,7 +67,9 @@ def kdc_model_row(frames, input_size: int, *, predictor=None, weights: str = "au
 
     times = time_calls(call, frames, warmup, rounds, latency=lambda _, wall: predictor.last_timing["total_ms"])
     stage_ms = median_stages([{k.removesuffix("_ms"): v for k, v in s.items()} for s in stages[warmup:]])
-    return row("kdc_model", "torch", input_size, times, stages_ms=stage_ms,
+    import torch
+
+    return row("kdc_model", "torch", input_size, times, stages_ms=stage_ms, torch_threads=torch.get_num_threads(),
                people_per_frame=round(float(np.mean(found[warmup:])), 2), weights=weights,
                device=str(predictor.device), note="Predictor call: letterbox, network, decode",
                versions=_versions())

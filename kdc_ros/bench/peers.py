@@ -68,8 +68,10 @@ def run_runner(venv: str, script: str, args: list[str], work_dir: Path, venv_roo
 
 
 def peer_rows(frames: np.ndarray, input_size: int, *, systems=tuple(PEERS), work_dir: Path | None = None,
-              venv_root: Path | None = None, warmup: int = 3, rounds: int = 1, log=print) -> list[dict]:
-    """Rows of the peer `systems` at `input_size`, one runner call per venv."""
+              venv_root: Path | None = None, warmup: int = 3, rounds: int = 1, threads: int = 0,
+              log=print) -> list[dict]:
+    """Rows of the peer `systems` at `input_size`, one runner call per venv. threads > 0 sets
+    PyTorch's intra-op threads of the ultralytics torch rows (0: ultralytics' own choice)."""
     venv_root = Path(venv_root) if venv_root else default_root()
     work_dir = Path(work_dir) if work_dir else venv_root.parent / "bench-work"
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -83,7 +85,8 @@ def peer_rows(frames: np.ndarray, input_size: int, *, systems=tuple(PEERS), work
     for (venv, script), wanted in by_venv.items():
         args = list(common)
         if venv == "ultralytics":
-            args += ["--work-dir", str(work_dir / "ultralytics"), "--systems", ",".join(wanted)]
+            args += ["--work-dir", str(work_dir / "ultralytics"), "--systems", ",".join(wanted),
+                     "--threads", str(threads)]
         log(f"[bench] {', '.join(wanted)} at {input_size} (venv {venv})")
         try:
             rows += run_runner(venv, script, args, work_dir, venv_root, log=log)

@@ -86,6 +86,9 @@ def measure(system: str, backend: str, model_path: Path, task: str, frames_bgr, 
 
     times = time_calls(call, frames_bgr, warmup, rounds)
     timed = slice(warmup, None)
+    if backend == "torch":
+        import torch
+        extra["torch_threads"] = torch.get_num_threads()
     return row(system, backend, size, times, stages_ms=median_stages(speeds[timed]),
                people_per_frame=round(sum(found[timed]) / len(times), 2), **extra)
 
@@ -99,6 +102,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--systems", default="yolo11n-pose,yolo11n-seg")
     parser.add_argument("--backends", default="torch,onnxruntime")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="PyTorch intra-op threads (0: ultralytics' own, min(8, cpu_count - 1)); "
+                             "ONNX Runtime keeps its default (ultralytics gives it no session options)")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -108,6 +114,13 @@ def main(argv=None) -> int:
     frames_bgr = [np.ascontiguousarray(f[..., ::-1]) for f in np.load(args.frames)]  # ultralytics wants BGR
     import ultralytics
 
+    if args.threads > 0:
+        # ultralytics resets torch's threads to this on every CPU predictor setup (select_device).
+        import torch
+        import ultralytics.utils.torch_utils as torch_utils
+
+        torch_utils.NUM_THREADS = args.threads
+        torch.set_num_threads(args.threads)
     versions = {"ultralytics": ultralytics.__version__}
     try:
         import torch
