@@ -7,8 +7,10 @@ sent and answered one at a time, so the latest-frame policy drops none.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from builtin_interfaces.msg import Time
 from kdc_msgs.msg import PoseSeg
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
@@ -17,7 +19,9 @@ from fixed_predictor import FixedPredictor
 from image_samples import encode
 from kdc_model import PoseSegResult
 from kdc_model.synthetic import random_pose
+from kdc_ros import params
 from kdc_ros.messages import pose_seg_from_result
+from kdc_ros.node import KdcNode
 from kdc_ros.visualization import markers_3d_from_result
 from ros_helpers import RosContext
 from test_node import NodeHarness
@@ -248,3 +252,28 @@ def test_pose_seg_3d_fields_and_3d_markers_without_ros_io():
     assert score.text.startswith("7:") and score.pose.position.y < 1.5  # above the head (y down)
     array, drawn = markers_3d_from_result(result, header, points, np.zeros((2, 17), bool), drawn, [7, 8])
     assert drawn == set() and {(m.id, m.action) for m in array.markers} == {(7, Marker.DELETE)}
+
+
+def test_depth_per_camera_and_depth_parameters_are_checked():
+    with RosContext() as ros:
+        harness = NodeHarness(ros, FixedPredictor(), image_topics=["/front/image_raw", "/rear/image_raw"],
+                              depth_topics=["/front/depth/image_raw", ""],
+                              camera_info_topics=["/front/depth/camera_info", ""])
+        node = harness.node
+        assert [c.depth is not None for c in node.cameras] == [True, False]
+        published = {p.topic_name for p in node.publishers}
+        assert "/kdc/front/markers_3d" in published and "/kdc/rear/markers_3d" not in published
+        subscribed = {s.topic_name for s in node.subscriptions}
+        assert {"/front/depth/image_raw", "/front/depth/camera_info"} <= subscribed
+        assert not node.set_parameters([Parameter("depth_tolerance", value=2.0)])[0].successful
+        assert node.set_parameters([Parameter("depth_tolerance", value=0.05)])[0].successful
+    bad = [{"depth_topic": "/d"},                                                   # info missing
+           {"image_topics": ["/a/image", "/b/image"], "depth_topics": ["/a/depth"], "camera_info_topics": ["/a/info"]},
+           {"depth_topic": "not a topic", "camera_info_topic": "/i"}]
+    for overrides in bad:
+        with RosContext() as ros, pytest.raises(ValueError, match="depth_topic|not a valid topic"):
+            KdcNode(FixedPredictor(), context=ros.context,
+                    parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()]).destroy_node()
+    defaults = params.load_defaults()
+    assert params.depth_sources(defaults) == [None]
+    assert params.depth_sources({**defaults, "depth_topic": "/d", "camera_info_topic": "/i"}) == [("/d", "/i")]
