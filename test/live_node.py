@@ -50,6 +50,7 @@ class LiveNode:
         self.pose_segs: list[tuple[float, PoseSeg]] = []  # (monotonic arrival, message)
         self.pose_seg_limit = pose_seg_limit  # keep only the newest N (long runs must not hoard memory)
         self.pose_seg_count = 0
+        self.arrivals: list[tuple[float, tuple[int, int]]] = []  # (monotonic arrival, stamp) of every output
         self._new_output = threading.Condition()
         self.client.create_subscription(PoseSeg, "/kdc/pose_seg", self._on_pose_seg, RELIABLE)
         from diagnostic_msgs.msg import DiagnosticArray
@@ -68,7 +69,9 @@ class LiveNode:
 
     def _on_pose_seg(self, msg) -> None:
         with self._new_output:
-            self.pose_segs.append((time.monotonic(), msg))
+            now = time.monotonic()
+            self.pose_segs.append((now, msg))
+            self.arrivals.append((now, stamp_key(msg.header)))
             self.pose_seg_count += 1
             if self.pose_seg_limit is not None and len(self.pose_segs) > 2 * self.pose_seg_limit:
                 del self.pose_segs[:-self.pose_seg_limit]
