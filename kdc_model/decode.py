@@ -203,7 +203,7 @@ def _walk(field: _VoteField, root_types: np.ndarray, root_pos: np.ndarray, peak_
 
     Each edge k -> l proposes y_l = y_k + mid(y_k), refines it on the type-l votes; a proposal
     outside every disk snaps to the nearest claimable type-l peak within `match_radius` (else it
-    is kept as a guess that ends the branch); where the parent's cells carry no mid-range offset
+    is kept as a guess and the walk goes on from it); where the parent's cells carry no mid-range offset
     for the edge (the keypoint is unlabelled) the branch ends with an _UNKNOWN keypoint; a proposal whose reverse mid-range offset misses y_k by more than the consistency radius
     belongs to someone else and ends that branch.
     """
@@ -218,8 +218,11 @@ def _walk(field: _VoteField, root_types: np.ndarray, root_pos: np.ndarray, peak_
         who, col = np.nonzero(depths == depth)
         edges = edges_all[who, col]
         src, dst = _SRC[edges], _DST[edges]
-        # Mid-range offsets are only trained inside the source's disk: guessed keypoints end a branch.
-        live = state[who, src] == _FOUND
+        # Walk on through guessed keypoints too (PersonLab): the left and right halves of the tree
+        # meet only at the nose, so stopping at a guessed nose would split every person facing away.
+        # Where the maps hold no offset at a guess (perfect maps outside every disk), follow() marks
+        # the edge uninformative and the branch ends there anyway.
+        live = (state[who, src] == _FOUND) | (state[who, src] == _GUESSED)
         who, edges, src, dst = who[live], edges[live], src[live], dst[live]
         if not len(who):
             break

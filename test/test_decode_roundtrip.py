@@ -160,3 +160,23 @@ def test_empty_maps_decode_to_nobody():
     scene, keypoints, maps, radius = scene_and_maps(0, 0, 8)
     result = decode(maps, 8, radius, scene.image.shape[0])
     assert len(result) == 0 and not result.label_map.any()
+
+
+@pytest.mark.parametrize("stride", [4, 8])
+def test_person_facing_away_stays_one_person(stride):
+    """No face keypoint is detected (heatmap empty there) but the offsets still span the head, as a
+    network's do for a person seen from behind: the walk must cross the nose, not split the body."""
+    scene, keypoints, _, radius = scene_and_maps(4, 1, stride, allow_outside=False)
+    side = scene.image.shape[0]
+    full = keypoints.copy()
+    full[..., 2] = 2  # every keypoint labelled, so the mid-range offsets around the head exist
+    targets = encode_targets(full, scene.masks, scene.ignore, image_size=(side, side), stride=stride,
+                             radius=radius)
+    maps = {k: targets[k].clone() for k in MAP_KEYS}
+    maps["heatmap"][:5] *= 0.05  # nose, eyes, ears: not seen (a network's heatmap is low, never 0)
+    result = decode(maps, stride, radius, side)
+    assert len(result) == 1, f"{len(result)} people decoded from one person facing away"
+    body = np.arange(5, 17)
+    err = np.abs(result.keypoints[0, body, :2] - full[0, body, :2]).max()
+    assert err <= 1.0, f"body keypoint error {err:.2f} px"
+    assert (result.keypoints[0, :5, 2] < result.keypoints[0, body, 2].min()).all()
