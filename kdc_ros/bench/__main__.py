@@ -105,7 +105,8 @@ def main(argv=None) -> int:
     rows = run_producers(build_producers(args), frames, args.sizes, repeat=args.repeat, log=lambda m: print(m, flush=True))
     rows = [r for r in rows if r["system"] in args.systems or "error" in r]
     order = {s: i for i, s in enumerate(SYSTEMS)}
-    rows.sort(key=lambda r: (r["input"], order.get(r["system"], len(order)), r["backend"]))
+    backends = {"torch": 0, "onnxruntime": 1}
+    rows.sort(key=lambda r: (r["input"], order.get(r["system"], len(order)), backends.get(r["backend"], 2)))
 
     import torch
 
