@@ -23,19 +23,24 @@ def person_color(person_id: int) -> tuple[int, int, int]:
     return tuple(int(c) for c in PALETTE[person_id % len(PALETTE)])
 
 
-def draw_overlay(rgb: np.ndarray, result: PoseSegResult, mask_alpha: float = 0.5) -> np.ndarray:
+def draw_overlay(rgb: np.ndarray, result: PoseSegResult, mask_alpha: float = 0.5, ids=None) -> np.ndarray:
     """A copy of `rgb` with each person's mask tinted, skeleton, joints (confidence > 0), box and
-    score drawn; line widths scale with the image size."""
+    "id: score" drawn; line widths scale with the image size.
+
+    ids: one id per person (track ids), which picks the colour and the label, so a tracked person
+    keeps its colour from frame to frame; each person's index when None.
+    """
+    ids = np.arange(len(result)) if ids is None else np.asarray(ids, np.int64)
     canvas = rgb.copy()
     if len(result) and mask_alpha > 0:
-        colors = np.concatenate([np.zeros((1, 3), np.uint8), PALETTE[np.arange(len(result)) % len(PALETTE)]])
+        colors = np.concatenate([np.zeros((1, 3), np.uint8), PALETTE[ids % len(PALETTE)]])
         labels = np.minimum(result.label_map, len(result))
         person = labels > 0
         tint = colors[labels[person]].astype(np.float32)
         canvas[person] = (canvas[person] * (1 - mask_alpha) + tint * mask_alpha).astype(np.uint8)
     thickness = max(1, round(max(rgb.shape[:2]) / 320))
-    for index in range(len(result)):
-        color = person_color(index)
+    for index, person_id in enumerate(ids.tolist()):
+        color = person_color(person_id)
         keypoints = result.keypoints[index]
         found = keypoints[:, 2] > 0
         for a, b in DRAW_EDGES:
@@ -45,7 +50,7 @@ def draw_overlay(rgb: np.ndarray, result: PoseSegResult, mask_alpha: float = 0.5
             cv2.circle(canvas, _pixel(keypoint), thickness + 1, (255, 255, 255), -1, cv2.LINE_AA)
         x0, y0, x1, y1 = (int(round(v)) for v in result.boxes[index])
         cv2.rectangle(canvas, (x0, y0), (x1, y1), color, 1)
-        cv2.putText(canvas, f"{index}: {result.scores[index]:.2f}", (x0, max(y0 - 4, 10)),
+        cv2.putText(canvas, f"{person_id}: {result.scores[index]:.2f}", (x0, max(y0 - 4, 10)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, color, thickness, cv2.LINE_AA)
     return canvas
 

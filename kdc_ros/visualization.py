@@ -6,7 +6,6 @@ ids it published last. A person keeps its colour and marker ids as long as it ke
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point
@@ -14,56 +13,16 @@ from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
 from kdc_model import PoseSegResult
+from kdc_model.drawing import draw_overlay, person_color  # the overlay is drawn by the model package
 from kdc_model.skeleton import DRAW_EDGES
 
 from .messages import person_ids
-
-# Distinct colours (RGB) cycled by person id, so a person keeps its colour in overlay and markers.
-PALETTE = np.array([
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40),
-], np.uint8)
 
 # Markers lie on the plane z = 1 m of the camera optical frame (x right, y down, z forward), assuming
 # fx = fy = image width (about 53 degrees horizontal field of view) and the principal point at the
 # image centre: without camera_info that keeps proportions and puts people where the camera sees them.
 IMAGE_PLANE_DISTANCE = 1.0
 MARKER_NAMESPACES = ("skeleton", "joints", "score")
-
-
-def person_color(person_id: int) -> tuple[int, int, int]:
-    return tuple(int(c) for c in PALETTE[person_id % len(PALETTE)])
-
-
-def draw_overlay(rgb: np.ndarray, result: PoseSegResult, mask_alpha: float = 0.5, ids=None) -> np.ndarray:
-    """A copy of `rgb` with each person's mask tinted, skeleton, joints, box and "id: score" drawn."""
-    ids = person_ids(result, ids)
-    canvas = rgb.copy()
-    if len(result) and mask_alpha > 0:
-        colors = np.concatenate([np.zeros((1, 3), np.uint8), PALETTE[ids % len(PALETTE)]])
-        labels = np.minimum(result.label_map, len(result))
-        person = labels > 0
-        tint = colors[labels[person]].astype(np.float32)
-        canvas[person] = (canvas[person] * (1 - mask_alpha) + tint * mask_alpha).astype(np.uint8)
-    thickness = max(1, round(max(rgb.shape[:2]) / 320))
-    for index, person_id in enumerate(ids.tolist()):
-        color = person_color(person_id)
-        keypoints = result.keypoints[index]
-        found = keypoints[:, 2] > 0
-        for a, b in DRAW_EDGES:
-            if found[a] and found[b]:
-                cv2.line(canvas, _pixel(keypoints[a]), _pixel(keypoints[b]), color, thickness, cv2.LINE_AA)
-        for keypoint in keypoints[found]:
-            cv2.circle(canvas, _pixel(keypoint), thickness + 1, (255, 255, 255), -1, cv2.LINE_AA)
-        x0, y0, x1, y1 = (int(round(v)) for v in result.boxes[index])
-        cv2.rectangle(canvas, (x0, y0), (x1, y1), color, 1)
-        cv2.putText(canvas, f"{person_id}: {result.scores[index]:.2f}", (x0, max(y0 - 4, 10)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, color, thickness, cv2.LINE_AA)
-    return canvas
-
-
-def _pixel(keypoint: np.ndarray) -> tuple[int, int]:
-    return int(round(float(keypoint[0]))), int(round(float(keypoint[1])))
 
 
 def image_plane_points(xy: np.ndarray, width: int, height: int) -> np.ndarray:
