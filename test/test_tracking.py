@@ -4,24 +4,13 @@ import numpy as np
 from kdc_model import PoseSegResult
 from kdc_model.synthetic import random_pose
 from kdc_ros.tracking import PersonTracker, TrackerConfig, object_keypoint_similarity
+from scripted_people import result_from_poses
 
 HEIGHT, WIDTH, FPS = 240, 480, 10.0
 
 
 def frame(poses: list[np.ndarray]) -> PoseSegResult:
-    """A PoseSegResult holding `poses` ([17, 2] each), with box-shaped masks, front = last."""
-    n = len(poses)
-    keypoints = np.zeros((n, 17, 3), np.float32)
-    label_map = np.zeros((HEIGHT, WIDTH), np.uint16)
-    boxes = np.zeros((n, 4), np.float32)
-    for i, pose in enumerate(poses):
-        keypoints[i, :, :2], keypoints[i, :, 2] = pose, 0.9
-        x0, y0 = np.clip(pose.min(0), 0, [WIDTH - 1, HEIGHT - 1]).astype(int)
-        x1, y1 = np.clip(pose.max(0), 0, [WIDTH - 1, HEIGHT - 1]).astype(int)
-        label_map[y0:y1 + 1, x0:x1 + 1] = i + 1
-        boxes[i] = x0, y0, x1, y1
-    return PoseSegResult(keypoints=keypoints, scores=np.full(n, 0.9, np.float32), boxes=boxes,
-                         label_map=label_map, mask_scores=np.full(n, 0.9, np.float32))
+    return result_from_poses(poses, HEIGHT, WIDTH)
 
 
 def walk(pose: np.ndarray, velocity, t: float) -> np.ndarray:
