@@ -6,3 +6,9 @@ import random
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_LOCALHOST_ONLY"] = "1"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
+
+# One intra-op thread: node tests run an inference thread beside the executor and DDS threads, and on
+# a 2-core machine two torch threads per op starve them (seen: 10-50x slower steps under load).
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
