@@ -64,9 +64,10 @@ def resolve_backbone_weights(value: str) -> Path:
     return found[0]
 
 
-def save_state(path: Path, model, optimizer, scaler, step: int, best: float) -> None:
+def save_state(path: Path, model, optimizer, scaler, step: int, best: float, elapsed_s: float) -> None:
     """Everything resuming needs, as tensors/numbers/dicts only; written atomically."""
-    state = {"step": step, "best": best, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+    state = {"step": step, "best": best, "elapsed_s": elapsed_s,
+             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else {}}
     partial = path.with_name(path.name + ".partial")
     torch.save(state, partial)
@@ -186,7 +187,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int
     model = KDCNet(recipe.model).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
-    step, best = 0, -1.0
+    step, best, elapsed_before = 0, -1.0, 0.0
     log = RunLog(out)
     if resume:
         state = load_state(out / STATE_FILE, device)
@@ -195,6 +196,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int
         if state["scaler"] and scaler.is_enabled():
             scaler.load_state_dict(state["scaler"])
         step, best = int(state["step"]), float(state["best"])
+        elapsed_before = float(state.get("elapsed_s", 0.0))
         log.truncate_after(step)
     elif cfg.backbone_weights:
         model.load_backbone_weights(resolve_backbone_weights(cfg.backbone_weights))
@@ -211,14 +213,14 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int
     loader = make_train_loader(stream, cfg.batch_size, step, end, num_workers=cfg.workers)
 
     def checkpoint() -> None:
-        save_state(out / STATE_FILE, model, optimizer, scaler, step, best)
+        save_state(out / STATE_FILE, model, optimizer, scaler, step, best, elapsed())
         save_checkpoint(out / "last.safetensors", model, recipe.model, extra_metadata={"step": step})
 
     def run_validation() -> dict:
         nonlocal best
         metrics = validate(model, val_set, device, out / "val", cfg.val_max_images)
         model.train()
-        log.append("val.csv", {"step": step, "elapsed_s": round(time.time() - start, 1),
+        log.append("val.csv", {"step": step, "elapsed_s": round(elapsed(), 1),
                                **{k: round(metrics[k], 4) for k in METRIC_KEYS}})
         score = (metrics["keypoints_ap"] + metrics["segm_ap"]) / 2
         if score > best:
@@ -231,7 +233,8 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int
     model.train()
     autocast = torch.autocast(device_type=device.type, dtype=torch.float16, enabled=scaler.is_enabled())
     start = last_checkpoint = window_start = time.time()
-    window_images, sums, metrics = 0, {}, {}
+    elapsed = lambda: elapsed_before + time.time() - start  # training time across resumes
+    window_images, window_steps, sums, metrics = 0, 0, {}, {}
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
     for images, targets in loader:
         lr = learning_rate(step, cfg)
@@ -250,20 +253,20 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int
         scaler.update()
         step += 1
         window_images += images.shape[0]
+        window_steps += 1
         for key, value in {"loss": loss, **terms}.items():
             sums[key] = sums.get(key, 0.0) + float(value.detach())
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
             now = time.time()
-            count = (step - 1) % cfg.log_every + 1
-            means = {k: v / count for k, v in sums.items()}
+            means = {k: v / window_steps for k, v in sums.items()}
             rate = window_images / max(now - window_start, 1e-9)
             log.append("log.csv", {"step": step, "epoch": step * cfg.batch_size // cfg.epoch_size,
-                                   "elapsed_s": round(now - start, 1), "lr": f"{lr:.3g}",
+                                   "elapsed_s": round(elapsed(), 1), "lr": f"{lr:.3g}",
                                    **{k: f"{means[k]:.5f}" for k in ("loss",) + LOSS_TERMS},
                                    "images_per_s": round(rate, 2)})
             bar.set_postfix_str(" ".join(f"{k} {means[k]:.3f}" for k in ("loss",) + LOSS_TERMS) + f" {rate:.1f} img/s")
-            sums, window_images, window_start = {}, 0, now
+            sums, window_images, window_steps, window_start = {}, 0, 0, now
         if val_set is not None and cfg.val_every and step % cfg.val_every == 0 and step < cfg.steps:
             metrics = run_validation()
             checkpoint()
