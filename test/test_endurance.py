@@ -117,6 +117,7 @@ def test_overload_short(one_thread):
 
 
 @pytest.mark.long
+@pytest.mark.timeout(1800)
 def test_overload_long(one_thread):
     check_overload(overload(float(os.environ.get("KDC_OVERLOAD_SECONDS", "120"))))
 
@@ -182,6 +183,7 @@ def test_soak_short(one_thread):
 
 
 @pytest.mark.long
+@pytest.mark.timeout(1800)
 def test_soak_long(one_thread):
     frames = int(os.environ.get("KDC_SOAK_FRAMES", "10000"))
     check_soak(soak(frames, warmup=min(1000, frames // 5)), max_growth_mb=50)
