@@ -2,7 +2,7 @@
 
 Subscription callbacks only park the newest frame (kdc_ros.latest_frame); one worker thread runs the
 shared model on whichever camera waited longest, so inference never blocks the executor and a slow
-model skips stale frames. Topic layout (see docs/node.md):
+model skips stale frames. Topic layout (see the README):
 
   one camera (image_topics empty):   ~/pose_seg, ~/overlay, ~/markers, ~/detections
   several (image_topics non-empty):  ~/<camera_name>/pose_seg, ... where camera_name is the topic's

@@ -223,7 +223,7 @@ def depth_sources(settings: dict[str, Any]) -> list[tuple[str, str] | None]:
 
 
 def markdown_table() -> str:
-    """The README table of parameters (docs/node.md holds a copy; a test compares the two)."""
+    """The README table of parameters (the README holds a copy; a test compares the two)."""
     defaults = load_defaults()
     rows = ["| Parameter | Type | Default | Range | Dynamic | Description |", "|---|---|---|---|---|---|"]
     for name, spec in SPECS.items():

@@ -9,7 +9,7 @@ Soak: KDC_SOAK_FRAMES generated 160x120 frames (long: 10,000; default suite 300)
 lockstep (each answered before the next) into a small real model: every frame answered, RSS growth
 after warm-up under 50 MB, and the same frame gives the same output at the start and at the end.
 
-Figures are printed (pytest -s) and recorded in docs/reliability.md.
+Figures are printed (pytest -s) and recorded in the README (Reliability).
 """
 from __future__ import annotations
 

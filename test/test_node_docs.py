@@ -1,4 +1,4 @@
-"""docs/node.md, config/kdc.yaml and launch/kdc.launch.py agree with what the node declares."""
+"""The README's node tables, config/kdc.yaml and launch/kdc.launch.py agree with what the node declares."""
 from __future__ import annotations
 
 import re
@@ -16,7 +16,7 @@ from kdc_ros.node import KdcNode
 from ros_helpers import RosContext
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = (ROOT / "docs" / "node.md").read_text()
+DOC = (ROOT / "README.md").read_text()
 
 
 def table_rows(header: str) -> list[list[str]]:

@@ -1,5 +1,5 @@
 """Failure behaviour as a tested property (issue 7): hostile image messages, device faults, unsafe model
-files, damaged bags. docs/reliability.md lists what is covered and the figures measured.
+files, damaged bags. The README's Reliability section lists what is covered and the figures measured.
 
 The fuzz tests send Hypothesis-generated Image / CompressedImage messages through real rclpy to a
 running node (FixedPredictor: the plumbing is under test, the model is not) one at a time, and check
