@@ -9,7 +9,7 @@ centred at x = y = 0), which is also cv2.warpAffine's.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np

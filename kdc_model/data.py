@@ -17,8 +17,7 @@ background. People without masks (LSPET has none) leave the segmentation loss un
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .coco import AnnotationError, coco_api, encode_mask, load_annotations, person_annotations
+from .coco import AnnotationError, coco_api, encode_mask, load_annotations
 from .drawing import draw_overlay, image_grid
 from .result import PoseSegResult
 from .skeleton import NUM_KEYPOINTS, OKS_SIGMAS

@@ -28,7 +28,6 @@ import torch
 import yaml
 
 from .checkpoint import save_checkpoint
-from .config import ModelConfig
 from .losses import kdc_loss
 from .network import KDCNet
 from .recipe import DEFAULT_RECIPE, Recipe, load_recipe, apply_overrides
