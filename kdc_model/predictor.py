@@ -2,7 +2,8 @@
 
 Per batch: upload the uint8 pixels, letterbox each image on the device (resize to fit a square of
 side input_size rounded up to a multiple of 32, anchored top-left, padded), normalise, run the
-network once, activate the heads, decode each image, and undo the letterbox.
+network once, activate the heads, decode each image, and undo the letterbox. The network runs in
+PyTorch or, exported to ONNX, in ONNX Runtime (kdc_model.runtime); everything else is shared.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .backends import check_backend
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import DecoderConfig, ModelConfig
 from .heads import activate
@@ -28,13 +30,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def load_model(checkpoint_or_name: str | Path | ModelConfig = "default", device: str | torch.device = "auto",
-               half: bool = False, decoder: DecoderConfig | None = None, strict_device: bool = False) -> "Predictor":
+               half: bool = False, decoder: DecoderConfig | None = None, strict_device: bool = False,
+               backend: str = "torch") -> "Predictor":
     """A ready Predictor from "default" (the packaged weights), a checkpoint path, or a ModelConfig
     (random init: for tests and benchmarks). `decoder` overrides the checkpoint's decoder settings.
 
     device "auto" picks CUDA when there is one. A requested GPU that is absent falls back to CPU with
     a warning, or raises RuntimeError when strict_device.
+
+    backend (kdc_model.backends): "torch", "onnxruntime" or "tensorrt"; ValueError with the reason
+    when it cannot run here. The ONNX export of a checkpoint is cached beside it (or in the temp
+    folder); a ModelConfig's is exported in memory.
     """
+    check_backend(backend)
+    onnx_cache = None
     if isinstance(checkpoint_or_name, ModelConfig):
         model = KDCNet(checkpoint_or_name)
     else:
@@ -45,7 +54,11 @@ def load_model(checkpoint_or_name: str | Path | ModelConfig = "default", device:
         config, state = load_checkpoint(path)
         model = KDCNet(config)
         model.load_state_dict(state)
-    return Predictor(model, device=resolve_device(device, strict_device), half=half, decoder=decoder)
+        if backend != "torch":
+            from .runtime import onnx_cache_path
+            onnx_cache = onnx_cache_path(path, math.ceil(config.input_size / 32) * 32)
+    return Predictor(model, device=resolve_device(device, strict_device), half=half, decoder=decoder,
+                     backend=backend, onnx=onnx_cache)
 
 
 def resolve_device(device: str | torch.device, strict: bool = False) -> torch.device:
@@ -88,23 +101,37 @@ class Letterbox:
 class Predictor:
     """A KDC network on a device, with its preprocessing and decoder. Call it on an RGB uint8 image.
 
+    backend: "torch" runs `model` itself; "onnxruntime"/"tensorrt" run its ONNX export (`onnx`: a
+    cache file, read when present, else written; None: exported in memory), see kdc_model.runtime.
     last_timing: milliseconds of the last call per stage (preprocess, network, decode, total).
     """
 
     def __init__(self, model: KDCNet, device: str | torch.device = "cpu", half: bool = False,
-                 decoder: DecoderConfig | None = None) -> None:
+                 decoder: DecoderConfig | None = None, backend: str = "torch", onnx: str | Path | None = None) -> None:
+        from .runtime import make_runner
+
         self.config: ModelConfig = model.config
         self.decoder = decoder or self.config.decoder
         self.device = torch.device(device)
+        self.backend = check_backend(backend)
         if half and self.device.type != "cuda":
             warnings.warn(f"half precision needs CUDA; running float32 on {self.device}", RuntimeWarning, stacklevel=2)
             half = False
+        if half and backend != "torch":
+            warnings.warn(f"half precision is torch-only; the {backend} backend runs float32", RuntimeWarning,
+                          stacklevel=2)
+            half = False
         self.half = half
         self.dtype = torch.float16 if half else torch.float32
-        # Channels-last feeds cuDNN's fastest convolution kernels; on CPU it brings little.
-        self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
-        self.model = model.eval().to(device=self.device, dtype=self.dtype, memory_format=self.memory_format)
+        # Channels-last feeds cuDNN's fastest convolution kernels; on CPU it brings little (and ONNX
+        # Runtime takes contiguous arrays).
+        on_torch_gpu = self.device.type == "cuda" and backend == "torch"
+        self.memory_format = torch.channels_last if on_torch_gpu else torch.contiguous_format
         self.input_side = math.ceil(self.config.input_size / 32) * 32
+        # The ONNX backends export from the float32 model on CPU; torch runs it where it is placed.
+        placed = self.device if backend == "torch" else torch.device("cpu")
+        self.model = model.eval().to(device=placed, dtype=self.dtype, memory_format=self.memory_format)
+        self.runner = make_runner(self.model, backend, self.input_side, self.device, onnx=onnx)
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1) * 255
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1) * 255
         self.last_timing: dict[str, float] = {}
@@ -122,7 +149,7 @@ class Predictor:
         start = time.perf_counter()
         batch, letterboxes = self.preprocess(images)
         preprocessed = self._clock()
-        maps = {k: v.float() for k, v in activate(self.model(batch)).items()}
+        maps = {k: v.float() for k, v in activate(self.runner(batch)).items()}
         inferred = self._clock()
         results = []
         for i, box in enumerate(letterboxes):

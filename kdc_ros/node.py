@@ -112,14 +112,16 @@ class KdcNode(Node):
             warnings.simplefilter("always")
             try:
                 predictor = kdc_model.load_model(self.settings["model"], device=self.settings["device"],
-                                                 half=self.settings["half"], strict_device=not fallback)
+                                                 half=self.settings["half"], strict_device=not fallback,
+                                                 backend=self.settings["backend"])
             except RuntimeError as err:
                 if fallback:
                     raise
                 raise ValueError(f"{err} (device_fallback is false)") from None
         for warning in caught:
             self.get_logger().warning(str(warning.message))
-        self.get_logger().info(f"model {self.settings['model']} on {getattr(predictor, 'device', '?')}")
+        self.get_logger().info(f"model {self.settings['model']} on {getattr(predictor, 'device', '?')} "
+                               f"({getattr(predictor, 'backend', 'torch')})")
         return predictor
 
     def _wire(self, camera: Camera):

@@ -15,6 +15,8 @@ import yaml
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.parameter import Parameter
 
+from kdc_model.backends import BACKENDS, backend_problem
+
 NODE_NAME = "kdc"
 PACKAGE = "kdc_ros"
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -97,6 +99,9 @@ SPECS: dict[str, ParameterSpec] = {
                                      "cuda without a GPU): true runs on CPU with a warning, false stops "
                                      "startup with an error."),
     "half": ParameterSpec(Parameter.Type.BOOL, "Half precision (float16) on CUDA."),
+    "backend": ParameterSpec(Parameter.Type.STRING, "What runs the network: torch (PyTorch), onnxruntime "
+                             "(its ONNX export in ONNX Runtime, CPU or CUDA provider), tensorrt (ONNX Runtime's "
+                             "TensorRT provider, where installed).", choices=BACKENDS, check=backend_problem),
     "enable": ParameterSpec(Parameter.Type.BOOL, "Process frames (false pauses; see ~/enable).", dynamic=True),
     "min_person_score": ParameterSpec(Parameter.Type.DOUBLE, "People scoring less are not published.",
                                       dynamic=True, bounds=(0.0, 1.0)),

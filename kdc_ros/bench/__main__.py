@@ -45,6 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--weights", default="auto",
                         help="our weights: auto (packaged default, else random init), default, random, or a path")
     parser.add_argument("--device", default="cpu", help="our device (peers run on CPU)")
+    parser.add_argument("--backend", nargs="+", default=["torch"], choices=("torch", "onnxruntime", "tensorrt"),
+                        help="what runs our network, one row each (kdc_model.backends; default torch)")
     parser.add_argument("--threads", type=int, default=default_threads(),
                         help="PyTorch intra-op threads for our rows and the ultralytics torch rows "
                              f"(default {default_threads()}: ultralytics' own rule, cpu_count - 1, at most 8; "
@@ -72,12 +74,14 @@ def build_producers(args) -> dict:
     if ours:
         from .kdc import kdc_model_row, kdc_rows
 
-        if "kdc_node" in ours:
-            producers["kdc"] = functools.partial(kdc_rows, weights=args.weights, device=args.device,
-                                                 warmup=args.warmup, rounds=args.rounds)
-        else:
-            producers["kdc"] = functools.partial(kdc_model_row, weights=args.weights, device=args.device,
-                                                 warmup=args.warmup, rounds=args.rounds)
+        for backend in dict.fromkeys(args.backend):
+            name = "kdc" if backend == "torch" else f"kdc ({backend})"
+            if "kdc_node" in ours:
+                producers[name] = functools.partial(kdc_rows, weights=args.weights, device=args.device,
+                                                    warmup=args.warmup, rounds=args.rounds, backend=backend)
+            else:
+                producers[name] = functools.partial(kdc_model_row, weights=args.weights, device=args.device,
+                                                    warmup=args.warmup, rounds=args.rounds, backend=backend)
     peers = [s for s in args.systems if s not in OURS]
     if peers:
         from .peers import peer_rows

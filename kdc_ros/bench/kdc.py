@@ -27,9 +27,10 @@ NODE_TOPIC_IN = "/kdc_bench/image_raw"
 NODE_TOPIC_OUT = "/kdc/pose_seg"
 
 
-def kdc_predictor(input_size: int, weights: str = "auto", device: str = "cpu"):
+def kdc_predictor(input_size: int, weights: str = "auto", device: str = "cpu", backend: str = "torch"):
     """(Predictor at `input_size`, description of its weights). weights: "auto" (the packaged default
-    when installed, else random), "default", "random", or a checkpoint path."""
+    when installed, else random), "default", "random", or a checkpoint path. backend: what runs the
+    network (kdc_model.backends: torch, onnxruntime, ...); the export it may need is not timed."""
     import torch
 
     from kdc_model import ModelConfig, load_model
@@ -39,7 +40,7 @@ def kdc_predictor(input_size: int, weights: str = "auto", device: str = "cpu"):
         weights = "default" if DEFAULT_WEIGHTS.is_file() else "random"
     if weights == "random":
         torch.manual_seed(0)
-        return (load_model(ModelConfig(input_size=input_size), device=device, strict_device=True),
+        return (load_model(ModelConfig(input_size=input_size), device=device, strict_device=True, backend=backend),
                 "random init (no packaged weights yet; same compute)")
     from kdc_model.checkpoint import load_checkpoint
     from kdc_model.network import KDCNet
@@ -49,14 +50,14 @@ def kdc_predictor(input_size: int, weights: str = "auto", device: str = "cpu"):
     config.input_size = input_size  # the same network at the bench's input size
     model = KDCNet(config)
     model.load_state_dict(state)
-    return Predictor(model, device=device), str(weights)
+    return Predictor(model, device=device, backend=backend), str(weights)
 
 
 def kdc_model_row(frames, input_size: int, *, predictor=None, weights: str = "auto", device: str = "cpu",
-                  warmup: int = 3, rounds: int = 1) -> dict:
+                  warmup: int = 3, rounds: int = 1, backend: str = "torch") -> dict:
     """The KDC model alone: Predictor call on each RGB frame, its own total_ms as latency."""
     if predictor is None:
-        predictor, weights = kdc_predictor(input_size, weights, device)
+        predictor, weights = kdc_predictor(input_size, weights, device, backend)
     stages, found = [], []
 
     def call(frame):
@@ -69,10 +70,10 @@ def kdc_model_row(frames, input_size: int, *, predictor=None, weights: str = "au
     stage_ms = median_stages([{k.removesuffix("_ms"): v for k, v in s.items()} for s in stages[warmup:]])
     import torch
 
-    return row("kdc_model", "torch", input_size, times, stages_ms=stage_ms, torch_threads=torch.get_num_threads(),
+    return row("kdc_model", _backend(predictor), input_size, times, stages_ms=stage_ms, torch_threads=torch.get_num_threads(),
                people_per_frame=round(float(np.mean(found[warmup:])), 2), weights=weights,
                device=str(predictor.device), note="Predictor call: letterbox, network, decode",
-               versions=_versions())
+               versions=_versions(predictor))
 
 
 def kdc_node_row(frames, input_size: int, *, predictor=None, weights: str = "auto", device: str = "cpu",
@@ -166,11 +167,11 @@ def kdc_node_row(frames, input_size: int, *, predictor=None, weights: str = "aut
                     continue
                 times.append(got[0])
                 found.append(got[1])
-        return row("kdc_node", "torch", input_size, times, people_per_frame=round(float(np.mean(found)), 2),
+        return row("kdc_node", _backend(predictor), input_size, times, people_per_frame=round(float(np.mean(found)), 2),
                    lost=lost, weights=weights, device=str(getattr(predictor, "device", "?")),
                    note="rclpy Image publish -> PoseSeg received (in-process node, loopback DDS, "
                         f"{os.environ.get('RMW_IMPLEMENTATION', 'default rmw')})",
-                   versions=_versions())
+                   versions=_versions(predictor))
     finally:
         executor.shutdown()
         for n in reversed(nodes):
@@ -181,9 +182,9 @@ def kdc_node_row(frames, input_size: int, *, predictor=None, weights: str = "aut
 
 
 def kdc_rows(frames, input_size: int, *, weights: str = "auto", device: str = "cpu", warmup: int = 3,
-             rounds: int = 1, node: bool = True) -> list[dict]:
+             rounds: int = 1, node: bool = True, backend: str = "torch") -> list[dict]:
     """Our rows at `input_size`: the model alone, then the node end to end on the same Predictor."""
-    predictor, weights = kdc_predictor(input_size, weights, device)
+    predictor, weights = kdc_predictor(input_size, weights, device, backend)
     rows = [kdc_model_row(frames, input_size, predictor=predictor, weights=weights, warmup=warmup, rounds=rounds)]
     if node:
         rows.append(kdc_node_row(frames, input_size, predictor=predictor, weights=weights, warmup=warmup,
@@ -191,6 +192,15 @@ def kdc_rows(frames, input_size: int, *, weights: str = "auto", device: str = "c
     return rows
 
 
-def _versions() -> dict:
+def _backend(predictor) -> str:
+    return getattr(predictor, "backend", "torch")
+
+
+def _versions(predictor=None) -> dict:
     import torch
-    return {"torch": torch.__version__, "numpy": np.__version__}
+    versions = {"torch": torch.__version__, "numpy": np.__version__}
+    if _backend(predictor) != "torch":
+        import onnxruntime
+        versions["onnxruntime"] = onnxruntime.__version__
+        versions["providers"] = list(getattr(predictor.runner, "providers", []))
+    return versions
