@@ -31,7 +31,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def load_model(checkpoint_or_name: str | Path | ModelConfig = "default", device: str | torch.device = "auto",
                half: bool = False, decoder: DecoderConfig | None = None, strict_device: bool = False,
-               backend: str = "torch") -> "Predictor":
+               backend: str = "torch", input_size: int | None = None) -> "Predictor":
     """A ready Predictor from "default" (the packaged weights), a checkpoint path, or a ModelConfig
     (random init: for tests and benchmarks). `decoder` overrides the checkpoint's decoder settings.
 
@@ -41,6 +41,10 @@ def load_model(checkpoint_or_name: str | Path | ModelConfig = "default", device:
     backend (kdc_model.backends): "torch", "onnxruntime" or "tensorrt"; ValueError with the reason
     when it cannot run here. The ONNX export of a checkpoint is cached beside it (or in the temp
     folder); a ModelConfig's is exported in memory.
+
+    input_size: side of the square letterbox the network sees (default: the checkpoint's). The
+    network is fully convolutional and learnt people of a given size in pixels, so a larger side
+    finds smaller (more distant) people, at a cost growing with its square.
     """
     check_backend(backend)
     onnx_cache = None
@@ -56,9 +60,9 @@ def load_model(checkpoint_or_name: str | Path | ModelConfig = "default", device:
         model.load_state_dict(state)
         if backend != "torch":
             from .runtime import onnx_cache_path
-            onnx_cache = onnx_cache_path(path, math.ceil(config.input_size / 32) * 32)
+            onnx_cache = onnx_cache_path(path, math.ceil((input_size or config.input_size) / 32) * 32)
     return Predictor(model, device=resolve_device(device, strict_device), half=half, decoder=decoder,
-                     backend=backend, onnx=onnx_cache)
+                     backend=backend, onnx=onnx_cache, input_size=input_size)
 
 
 def resolve_device(device: str | torch.device, strict: bool = False) -> torch.device:
@@ -107,7 +111,8 @@ class Predictor:
     """
 
     def __init__(self, model: KDCNet, device: str | torch.device = "cpu", half: bool = False,
-                 decoder: DecoderConfig | None = None, backend: str = "torch", onnx: str | Path | None = None) -> None:
+                 decoder: DecoderConfig | None = None, backend: str = "torch", onnx: str | Path | None = None,
+                 input_size: int | None = None) -> None:
         from .runtime import make_runner
 
         self.config: ModelConfig = model.config
@@ -127,7 +132,9 @@ class Predictor:
         # Runtime takes contiguous arrays).
         on_torch_gpu = self.device.type == "cuda" and backend == "torch"
         self.memory_format = torch.channels_last if on_torch_gpu else torch.contiguous_format
-        self.input_side = math.ceil(self.config.input_size / 32) * 32
+        if input_size is not None and input_size < 32:
+            raise ValueError(f"input_size must be at least 32, not {input_size}")
+        self.input_side = math.ceil((input_size or self.config.input_size) / 32) * 32
         # The ONNX backends export from the float32 model on CPU; torch runs it where it is placed.
         placed = self.device if backend == "torch" else torch.device("cpu")
         self.model = model.eval().to(device=placed, dtype=self.dtype, memory_format=self.memory_format)

@@ -113,7 +113,8 @@ class KdcNode(Node):
             try:
                 predictor = kdc_model.load_model(self.settings["model"], device=self.settings["device"],
                                                  half=self.settings["half"], strict_device=not fallback,
-                                                 backend=self.settings["backend"])
+                                                 backend=self.settings["backend"],
+                                                 input_size=self.settings["input_size"] or None)
             except RuntimeError as err:
                 if fallback:
                     raise

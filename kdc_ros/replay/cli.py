@@ -30,6 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "numeric file name stem; see kdc_ros/replay/annotations.py)")
     parser.add_argument("--checkpoint", default="default", help="model checkpoint path, or 'default'")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
+    parser.add_argument("--input-size", type=int, default=None, help="letterbox side the network sees "
+                        "(default: the model's own); larger finds smaller people")
     parser.add_argument("--batch-size", type=int, default=4, help="offline: images per model call (default 4)")
     parser.add_argument("--no-overlay", action="store_true", help="no overlay images and no overlay.mp4")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace, predictor=None) -> dict:
 
     if predictor is None and args.node_namespace is None:
         import kdc_model
-        predictor = kdc_model.load_model(args.checkpoint, device=args.device)
+        predictor = kdc_model.load_model(args.checkpoint, device=args.device, input_size=args.input_size)
     common = dict(overlay=not args.no_overlay, annotations=args.annotations, progress=not args.no_progress)
     if args.live:
         from .live import replay_live
