@@ -103,7 +103,7 @@ def yolo_rows(coco_gt: dict, paths: dict, sizes: list[int], work_dir: Path, thre
     return rows
 
 
-def kdc_row(coco_gt: dict, paths: dict, checkpoint: Path, threads: int) -> dict:
+def kdc_row(coco_gt: dict, paths: dict, checkpoint: Path, threads: int, input_size: int | None = None) -> dict:
     import torch
 
     from kdc_model.evaluate import evaluate_model
@@ -112,13 +112,13 @@ def kdc_row(coco_gt: dict, paths: dict, checkpoint: Path, threads: int) -> dict:
     from safetensors import safe_open
 
     torch.set_num_threads(threads)
-    predictor = load_model(checkpoint, device="cpu")
+    predictor = load_model(checkpoint, device="cpu", input_size=input_size)
     metrics, _, _ = evaluate_model(predictor, coco_gt, paths)
     step = None
     if checkpoint.suffix == ".safetensors":
         with safe_open(str(checkpoint), "pt") as f:
             step = (f.metadata() or {}).get("step")
-    return {"system": "kdc_model", "input": predictor.config.input_size, **metrics, "weights": str(checkpoint),
+    return {"system": "kdc_model", "input": predictor.input_side, **metrics, "weights": str(checkpoint),
             "step": None if step is None else int(step), "threads": threads}
 
 
@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="folder for metrics.json")
     parser.add_argument("--config", type=Path, default=None, help="recipe YAML (default: kdc_model's default.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe override, as in kdc_model.train")
-    parser.add_argument("--sizes", default="320,640", help="YOLO11n-pose input sizes")
-    parser.add_argument("--checkpoint", type=Path, default=Path("runs/default/best.safetensors"),
+    parser.add_argument("--sizes", default="320,640", help="input sizes, each system at each")
+    parser.add_argument("--checkpoint", type=Path, default=Path("kdc_model/weights/kdc_default.safetensors"),
                         help="our model's checkpoint (skipped when the file is absent)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of both models")
     parser.add_argument("--no-yolo", action="store_true", help="only our model")
@@ -154,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     counts = split_counts(coco_gt)
     print(f"[peer_accuracy] validation split: {counts}", file=sys.stderr)
     rows = []
+    sizes = [int(s) for s in args.sizes.split(",")]
     if not args.no_yolo:
-        sizes = [int(s) for s in args.sizes.split(",")]
         try:
             rows += yolo_rows(coco_gt, paths, sizes, args.out / "work", args.threads,
                               log=lambda m: print(m, file=sys.stderr))
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += [{"system": "yolo11n-pose", "input": s, "error": f"{type(err).__name__}: {err}"} for s in sizes]
     if args.checkpoint.is_file():
         print(f"[peer_accuracy] kdc_model {args.checkpoint}", file=sys.stderr)
-        rows.append(kdc_row(coco_gt, paths, args.checkpoint, args.threads))
+        rows += [kdc_row(coco_gt, paths, args.checkpoint, args.threads, size) for size in sizes]
     else:
         print(f"[peer_accuracy] no {args.checkpoint}: no kdc_model row", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
