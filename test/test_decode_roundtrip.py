@@ -18,7 +18,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from kdc_model.config import DecoderConfig
 from kdc_model.decode import decode_people
@@ -26,7 +25,6 @@ from kdc_model.skeleton import TREE_EDGES, flip_keypoints
 from kdc_model.synthetic import make_scene
 from kdc_model.targets import encode_targets
 
-torch.set_num_threads(1)
 MAP_KEYS = ("heatmap", "short", "mid", "seg", "embed")
 # stride -> (image side, min person height, max person height)
 SCENES = {4: (384, 100, 240), 8: (512, 200, 440)}

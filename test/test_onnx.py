@@ -23,11 +23,6 @@ from test_predictor import SIDE, SMALL, _scene, _to_network_input
 onnxruntime = pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
 class SceneNet(nn.Module):
     """KDCNet(SMALL) whose raw outputs have one scene's encoded targets added (broadcast over the batch)."""
 

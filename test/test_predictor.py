@@ -23,11 +23,6 @@ SMALL = ModelConfig(input_size=160, output_stride=4, neck_channels=16, head_chan
 SIDE = 160  # the letterbox side SMALL gives (160 is a multiple of 32)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
 class LookupNetwork(nn.Module):
     """Returns the stored raw outputs of the stored input nearest each input: a 'perfect' network."""
 

@@ -11,7 +11,6 @@ from kdc_model.skeleton import DIRECTED_EDGES
 from kdc_model.synthetic import make_scene
 from kdc_model.targets import encode_targets
 
-torch.set_num_threads(1)
 
 
 def one_person(height=96, width=96):
