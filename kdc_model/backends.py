@@ -7,19 +7,25 @@ parameter with it before any model is built.
 - onnxruntime: the same network exported to ONNX (kdc_model.export), run by ONNX Runtime with the
   CPUExecutionProvider, or the CUDAExecutionProvider when the device is CUDA and onnxruntime has it.
 - tensorrt: ONNX Runtime's TensorrtExecutionProvider; only where that provider is installed.
+
+"auto" is not a backend but a choice among them (`auto_backend`): onnxruntime on CPU (where it runs
+the network faster than PyTorch, see docs/bench.md), tensorrt on CUDA where its provider is
+installed, torch everywhere else; each pick comes with its reason.
 """
 from __future__ import annotations
 
 import importlib.util
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
+AUTO = "auto"
+CHOICES = (AUTO,) + BACKENDS  # what a `backend` setting may say
 
 
 def backend_problem(name: str) -> str | None:
-    """Why backend `name` cannot be used on this machine, or None when it can."""
-    if name not in BACKENDS:
-        return f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}"
-    if name == "torch":
+    """Why backend `name` cannot be used on this machine, or None when it can ("auto" always can)."""
+    if name not in CHOICES:
+        return f"unknown backend {name!r}; choose one of {', '.join(CHOICES)}"
+    if name in ("torch", AUTO):
         return None
     if importlib.util.find_spec("onnxruntime") is None:
         return f"backend {name} needs the onnxruntime package (pip install onnxruntime), which is not installed"
@@ -39,3 +45,27 @@ def check_backend(name: str) -> str:
     if problem is not None:
         raise ValueError(problem)
     return name
+
+
+def auto_backend(device_type: str, half: bool = False) -> tuple[str, str]:
+    """(backend, why) that "auto" picks for a device type ("cpu", "cuda", "mps", ...)."""
+    if device_type == "cpu":
+        problem = backend_problem("onnxruntime")
+        if problem is None:
+            return "onnxruntime", "CPU device and onnxruntime installed"
+        return "torch", f"falling back to torch: {problem}"
+    if device_type == "cuda":
+        if half:  # the ONNX backends run float32 only
+            return "torch", "half precision on CUDA runs in torch"
+        if backend_problem("tensorrt") is None:
+            return "tensorrt", "CUDA device and ONNX Runtime's TensorRT provider present"
+        return "torch", "CUDA device without ONNX Runtime's TensorRT provider"
+    return "torch", f"{device_type} device"
+
+
+def resolve_backend(name: str, device_type: str, half: bool = False) -> tuple[str, str]:
+    """(backend, why) for a `backend` setting: "auto" picks one (auto_backend), any other name must be
+    usable here (ValueError with the reason otherwise)."""
+    if name == AUTO:
+        return auto_backend(device_type, half)
+    return check_backend(name), "requested"

@@ -7,6 +7,7 @@ PyTorch or, exported to ONNX, in ONNX Runtime (kdc_model.runtime); everything el
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 import warnings
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .backends import check_backend
+from .backends import AUTO, check_backend, resolve_backend
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import DecoderConfig, ModelConfig
 from .heads import activate
@@ -27,6 +28,7 @@ from .result import PoseSegResult
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "kdc_default.safetensors"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+log = logging.getLogger(__name__)
 
 
 def load_model(checkpoint_or_name: str | Path | ModelConfig = "default", device: str | torch.device = "auto",
@@ -38,9 +40,12 @@ def load_model(checkpoint_or_name: str | Path | ModelConfig = "default", device:
     device "auto" picks CUDA when there is one. A requested GPU that is absent falls back to CPU with
     a warning, or raises RuntimeError when strict_device.
 
-    backend (kdc_model.backends): "torch", "onnxruntime" or "tensorrt"; ValueError with the reason
-    when it cannot run here. The ONNX export of a checkpoint is cached beside it (or in the temp
-    folder); a ModelConfig's is exported in memory.
+    backend (kdc_model.backends): "torch", "onnxruntime", "tensorrt", or "auto" (onnxruntime on CPU
+    where installed, tensorrt on CUDA where its provider is, else torch; the Predictor's
+    backend_reason says why); ValueError with the reason when a named one cannot run here. The ONNX
+    export of a checkpoint is cached beside it (or in the temp folder); a ModelConfig's is exported
+    in memory. The default stays torch here (the network exactly as trained, and no export each time a
+    ModelConfig is loaded, as the tests and tools do); the node's default is auto.
 
     input_size: side of the square letterbox the network sees (default: the checkpoint's). The
     network is fully convolutional and learnt people of a given size in pixels, so a larger side
@@ -106,7 +111,9 @@ class Predictor:
     """A KDC network on a device, with its preprocessing and decoder. Call it on an RGB uint8 image.
 
     backend: "torch" runs `model` itself; "onnxruntime"/"tensorrt" run its ONNX export (`onnx`: a
-    cache file, read when present, else written; None: exported in memory), see kdc_model.runtime.
+    cache file, read when present, else written; None: exported in memory), see kdc_model.runtime;
+    "auto" picks one of them for the device (kdc_model.backends.auto_backend), `backend` then holds
+    the pick and `backend_reason` why.
     last_timing: milliseconds of the last call per stage (preprocess, network, decode, total).
     """
 
@@ -118,10 +125,13 @@ class Predictor:
         self.config: ModelConfig = model.config
         self.decoder = decoder or self.config.decoder
         self.device = torch.device(device)
-        self.backend = check_backend(backend)
         if half and self.device.type != "cuda":
             warnings.warn(f"half precision needs CUDA; running float32 on {self.device}", RuntimeWarning, stacklevel=2)
             half = False
+        self.backend, self.backend_reason = resolve_backend(backend, self.device.type, half)
+        if backend == AUTO:
+            log.info("backend %s: %s (%s)", backend, self.backend, self.backend_reason)
+        backend = self.backend
         if half and backend != "torch":
             warnings.warn(f"half precision is torch-only; the {backend} backend runs float32", RuntimeWarning,
                           stacklevel=2)

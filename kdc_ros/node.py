@@ -121,8 +121,10 @@ class KdcNode(Node):
                 raise ValueError(f"{err} (device_fallback is false)") from None
         for warning in caught:
             self.get_logger().warning(str(warning.message))
-        self.get_logger().info(f"model {self.settings['model']} on {getattr(predictor, 'device', '?')} "
-                               f"({getattr(predictor, 'backend', 'torch')})")
+        backend = getattr(predictor, "backend", "torch")
+        if self.settings["backend"] == "auto":
+            backend += f", picked by backend auto: {getattr(predictor, 'backend_reason', '?')}"
+        self.get_logger().info(f"model {self.settings['model']} on {getattr(predictor, 'device', '?')} ({backend})")
         return predictor
 
     def _wire(self, camera: Camera):

@@ -15,7 +15,7 @@ import yaml
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.parameter import Parameter
 
-from kdc_model.backends import BACKENDS, backend_problem
+from kdc_model.backends import CHOICES, backend_problem
 
 NODE_NAME = "kdc"
 PACKAGE = "kdc_ros"
@@ -102,9 +102,10 @@ SPECS: dict[str, ParameterSpec] = {
     "input_size": ParameterSpec(Parameter.Type.INTEGER, "Side of the square letterbox the network sees, px "
                                 "(0 = the model's own); larger finds smaller, more distant people, at a cost "
                                 "growing with its square.", bounds=(0, 2048)),
-    "backend": ParameterSpec(Parameter.Type.STRING, "What runs the network: torch (PyTorch), onnxruntime "
-                             "(its ONNX export in ONNX Runtime, CPU or CUDA provider), tensorrt (ONNX Runtime's "
-                             "TensorRT provider, where installed).", choices=BACKENDS, check=backend_problem),
+    "backend": ParameterSpec(Parameter.Type.STRING, "What runs the network: auto (onnxruntime on CPU where "
+                             "installed, tensorrt on CUDA where its provider is, else torch), torch (PyTorch), "
+                             "onnxruntime (its ONNX export in ONNX Runtime, CPU or CUDA provider), tensorrt (ONNX "
+                             "Runtime's TensorRT provider, where installed).", choices=CHOICES, check=backend_problem),
     "enable": ParameterSpec(Parameter.Type.BOOL, "Process frames (false pauses; see ~/enable).", dynamic=True),
     "min_person_score": ParameterSpec(Parameter.Type.DOUBLE, "People scoring less are not published.",
                                       dynamic=True, bounds=(0.0, 1.0)),

@@ -99,7 +99,7 @@ def test_load_model_caches_the_export_beside_the_checkpoint(tmp_path):
 
 
 def test_an_unusable_backend_is_refused_with_the_reason():
-    with pytest.raises(ValueError, match="unknown backend 'tflite'; choose one of torch, onnxruntime, tensorrt"):
+    with pytest.raises(ValueError, match="unknown backend 'tflite'; choose one of auto, torch, onnxruntime, tensorrt"):
         load_model(SMALL, device="cpu", backend="tflite")
     if "TensorrtExecutionProvider" not in onnxruntime.get_available_providers():
         with pytest.raises(ValueError, match="TensorrtExecutionProvider"):
@@ -107,11 +107,28 @@ def test_an_unusable_backend_is_refused_with_the_reason():
     assert backends.backend_problem("torch") is None and backends.backend_problem("onnxruntime") is None
 
 
+def test_auto_picks_onnxruntime_on_cpu_and_falls_back_to_torch_without_it(monkeypatch):
+    predictor = load_model(SMALL, device="cpu", backend="auto")
+    assert predictor.backend == "onnxruntime" and predictor.runner.providers == ["CPUExecutionProvider"]
+    assert "onnxruntime installed" in predictor.backend_reason
+
+    real_problem = backends.backend_problem
+    missing = "backend {} needs the onnxruntime package (pip install onnxruntime), which is not installed"
+    monkeypatch.setattr(backends, "backend_problem",
+                        lambda name: missing.format(name) if name in ("onnxruntime", "tensorrt") else real_problem(name))
+    predictor = load_model(SMALL, device="cpu", backend="auto")
+    assert predictor.backend == "torch" and "falling back to torch" in predictor.backend_reason
+    assert "not installed" in predictor.backend_reason
+    assert backends.auto_backend("cuda") == ("torch", "CUDA device without ONNX Runtime's TensorRT provider")
+    assert backends.auto_backend("cuda", half=True)[0] == "torch"
+    assert backends.auto_backend("mps")[0] == "torch"
+
+
 def test_the_node_parameter_refuses_an_unusable_backend():
     from kdc_ros import params
 
-    assert params.load_defaults()["backend"] == "torch"
-    assert "not one of torch, onnxruntime, tensorrt" in params.check_value("backend", "tflite")
-    assert params.check_value("backend", "onnxruntime") is None
+    assert params.load_defaults()["backend"] == "auto"
+    assert "not one of auto, torch, onnxruntime, tensorrt" in params.check_value("backend", "tflite")
+    assert params.check_value("backend", "onnxruntime") is None and params.check_value("backend", "auto") is None
     if "TensorrtExecutionProvider" not in onnxruntime.get_available_providers():
         assert "TensorrtExecutionProvider" in params.check_value("backend", "tensorrt")
