@@ -39,7 +39,7 @@ $(VENV)/.requirements-train: requirements-train.txt
 # The bundled default model from scratch (README, model card): stage 1 on the real labels, a
 # teacher's pseudo-keypoints, stage 2 fine-tuned on both, packaged into kdc_model/weights/.
 # Each step resumes or is skipped when its output exists, so an interrupted run continues.
-STAGE2 := --set train.init_weights=runs/stage1/last.safetensors --set train.lr=3e-4 \
+STAGE2 := --set train.init_weights=runs/stage1/last.safetensors --set train.lr=3.0e-4 \
 	--set train.warmup_steps=100 --set train.steps=3500 --set train.workers=1
 train-default: train-setup
 	source ./env.sh && { test -f runs/stage1/state.pt || python -m kdc_model.train --data-root $(DATA) \

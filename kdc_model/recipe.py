@@ -66,6 +66,18 @@ def apply_overrides(recipe: dict, overrides: list[str]) -> dict:
     return recipe
 
 
+def _numbers(train: dict) -> dict:
+    """The train section with float fields as floats: YAML reads `3e-4` (no dot) as a string."""
+    out = dict(train)
+    for f in fields(TrainConfig):
+        if f.name in out and "float" in str(f.type) and isinstance(out[f.name], str):
+            try:
+                out[f.name] = float(out[f.name])
+            except ValueError:
+                raise ValueError(f"recipe train.{f.name}: {out[f.name]!r} is not a number") from None
+    return out
+
+
 @dataclass
 class Recipe:
     model: ModelConfig
@@ -91,7 +103,7 @@ class Recipe:
         return cls(model=ModelConfig.from_dict(d.get("model") or {}),
                    sources=[SourceSpec.from_dict(s) for s in data.get("sources", [])],
                    augment=AugmentConfig.from_dict(d.get("augment") or {}),
-                   train=TrainConfig(**train), data_root=data.get("root"),
+                   train=TrainConfig(**_numbers(train)), data_root=data.get("root"),
                    pseudo_labels=data.get("pseudo_labels"))
 
     def to_dict(self) -> dict:

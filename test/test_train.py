@@ -71,7 +71,9 @@ def test_fine_tuning_starts_from_the_given_weights(data_root, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     common = ["--config", data_root / "recipe.yaml", "--data-root", data_root]
     _run(*common, "--out", first, "--stop-at", 2)
-    _run(*common, "--out", second, "--set", f"train.init_weights={first / 'last.safetensors'}", "--stop-at", 0)
+    _run(*common, "--out", second, "--set", f"train.init_weights={first / 'last.safetensors'}", "--stop-at", 0,
+         "--set", "train.lr=3e-4")  # YAML reads 3e-4 as a string: the recipe makes it a number
+    assert yaml.safe_load((second / "recipe.yaml").read_text())["train"]["lr"] == 3e-4
     _, start = load_checkpoint(first / "last.safetensors")
     _, loaded = load_checkpoint(second / "last.safetensors")
     for key, value in start.items():
