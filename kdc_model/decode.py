@@ -271,14 +271,15 @@ def _group(field: _VoteField, peak_types: np.ndarray, peak_pos: np.ndarray, conf
             break
         kp, state = _walk(field, peak_types[seeds], peak_pos[seeds], peak_types, peak_pos, ~is_claimed,
                           config, match_radius)
+        # The peaks each walk would claim: near its found keypoint of the peak's type.
+        claims = ((((peak_pos[None] - kp[:, peak_types]) ** 2).sum(-1) < r2)
+                  & (state[:, peak_types] == _FOUND))                                  # [seeds, peaks]
         for n, seed in enumerate(seeds):
             if is_claimed[seed]:
                 continue
             people.append(kp[n])
             states.append(state[n])
-            ok = np.flatnonzero(state[n] == _FOUND)
-            near = ((kp[n][ok][:, None] - peak_pos[None]) ** 2).sum(-1) < r2            # [found, peaks]
-            is_claimed |= (near & (ok[:, None] == peak_types[None])).any(0)
+            is_claimed |= claims[n]
     if not people:
         return np.zeros((0, NUM_KEYPOINTS, 2)), np.zeros((0, NUM_KEYPOINTS), np.int64)
     return np.stack(people), np.stack(states)
@@ -343,7 +344,8 @@ def _upsample(seg: torch.Tensor, cell_labels: torch.Tensor, stride: int, image_s
     """Segmentation probability and instance labels at input resolution.
 
     Segmentation is bilinear between cell centres; a pixel's label is the one carrying the most
-    bilinear weight among its four neighbouring labelled cells.
+    bilinear weight among its four neighbouring labelled cells. The pixels between four cells of one
+    label (or none) take that label outright: only the blocks on a boundary between labels are voted.
     """
     H, W = image_size
     h, w = seg.shape
@@ -359,17 +361,48 @@ def _upsample(seg: torch.Tensor, cell_labels: torch.Tensor, stride: int, image_s
     i0, i1, fv = axis(H, h)
     seg_up = F.interpolate(seg[None, None], size=(h * stride, w * stride), mode="bilinear", align_corners=False)
     seg_up = F.pad(seg_up, (0, W - w * stride, 0, H - h * stride), mode="replicate")[0, 0]
-    corners = [(i0, j0, (1 - fv)[:, None] * (1 - fu)[None]), (i0, j1, (1 - fv)[:, None] * fu[None]),
-               (i1, j0, fv[:, None] * (1 - fu)[None]), (i1, j1, fv[:, None] * fu[None])]
-    labs = [cell_labels[i][:, j] for i, j, _ in corners]
+    # Block (a, b) holds the pixels whose top-left cell is (a, b); its corners are (a | a+1, b | b+1),
+    # clamped at the last row and column as i1 and j1 are.
+    below = (torch.arange(h, device=dev) + 1).clamp(max=h - 1)
+    right = (torch.arange(w, device=dev) + 1).clamp(max=w - 1)
+    mixed = ((cell_labels != cell_labels[:, right]) | (cell_labels != cell_labels[below])
+             | (cell_labels != cell_labels[below][:, right]))
+    label = cell_labels[i0][:, j0]
+    ys, xs = torch.nonzero(mixed[i0][:, j0], as_tuple=True)
+    if len(ys):
+        label[ys, xs] = _vote_label(cell_labels, i0[ys], i1[ys], fv[ys], j0[xs], j1[xs], fu[xs])
+    return seg_up, label
+
+
+def _vote_label(cell_labels, i0, i1, fv, j0, j1, fu) -> torch.Tensor:
+    """Per pixel, the label among its four corner cells with the most bilinear weight (0 if none)."""
+    corners = [(i0, j0, (1 - fv) * (1 - fu)), (i0, j1, (1 - fv) * fu), (i1, j0, fv * (1 - fu)), (i1, j1, fv * fu)]
+    labs = [cell_labels[i, j] for i, j, _ in corners]
     wts = [wt * (lab > 0) for (_, _, wt), lab in zip(corners, labs)]
     label, best = labs[0], torch.zeros_like(wts[0])
     for a in range(4):
         support = sum(wts[b] * (labs[b] == labs[a]) for b in range(4))
         better = support > best
         label, best = torch.where(better, labs[a], label), torch.where(better, support, best)
-    label = torch.where(best > 0, label, torch.zeros_like(label))
-    return seg_up, label
+    return torch.where(best > 0, label, torch.zeros_like(label))
+
+
+def _mask_stats(label: torch.Tensor, seg_up: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per person 1..n: pixel count, mean segmentation probability and box (x0, y0, x1, y1) of their
+    pixels. Only labelled pixels are visited, in raster order, so each sum adds the same terms in the
+    same order as over the whole image."""
+    H, W = label.shape
+    where = torch.nonzero(label.reshape(-1)).squeeze(1)
+    who = label.reshape(-1)[where]
+    count = torch.bincount(who, minlength=n + 1)[1:].float()
+    seg_sum = torch.bincount(who, weights=seg_up.reshape(-1)[where], minlength=n + 1)[1:]
+    ys, xs = where // W, where % W
+    low = torch.full((n + 1,), H + W, device=label.device, dtype=torch.long)
+    high = torch.full_like(low, -1)
+    box = torch.stack([low.scatter_reduce(0, who, xs, "amin"), low.scatter_reduce(0, who, ys, "amin"),
+                       high.scatter_reduce(0, who, xs, "amax"), high.scatter_reduce(0, who, ys, "amax")], 1)[1:]
+    return (count.cpu().numpy(), (seg_sum / count.clamp(min=1)).cpu().numpy(),
+            box.cpu().numpy().astype(np.float64))
 
 
 def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, config: DecoderConfig,
@@ -427,20 +460,8 @@ def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, 
     seg_up, label = _upsample(seg, cells, stride, (H, W))
     label = torch.where(seg_up > config.seg_threshold, label, torch.zeros_like(label))
 
-    n = len(kp)
-    flat = label.reshape(-1)
-    count = torch.bincount(flat, minlength=n + 1)[1:].float()
-    seg_sum = torch.bincount(flat, weights=seg_up.reshape(-1), minlength=n + 1)[1:]
-    mask_scores = (seg_sum / count.clamp(min=1)).cpu().numpy()
-
-    ys, xs = torch.meshgrid(torch.arange(H, device=dev), torch.arange(W, device=dev), indexing="ij")
-    big = torch.full((n + 1,), H + W, device=dev, dtype=torch.long)
-    lo_x = big.scatter_reduce(0, flat, xs.reshape(-1), "amin")[1:]
-    lo_y = big.scatter_reduce(0, flat, ys.reshape(-1), "amin")[1:]
-    hi_x = torch.full_like(big, -1).scatter_reduce(0, flat, xs.reshape(-1), "amax")[1:]
-    hi_y = torch.full_like(big, -1).scatter_reduce(0, flat, ys.reshape(-1), "amax")[1:]
-    mask_box = torch.stack([lo_x, lo_y, hi_x, hi_y], 1).cpu().numpy().astype(np.float64)
-    has_mask = count.cpu().numpy() > 0
+    count, mask_scores, mask_box = _mask_stats(label, seg_up, len(kp))
+    has_mask = count > 0
     conf = np.where(conf >= config.keypoint_threshold, conf, 0.0)
     kp_ok = (conf > 0)[..., None]
     kp_box = np.concatenate([np.where(kp_ok, kp, np.inf).min(1), np.where(kp_ok, kp, -np.inf).max(1)], 1)
