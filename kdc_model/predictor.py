@@ -1,8 +1,8 @@
 """Predictor: RGB uint8 images in, PoseSegResult (in each image's own pixels) out.
 
-Per batch: upload the uint8 pixels, letterbox each image on the device (resize to fit a square of
-side input_size rounded up to a multiple of 32, anchored top-left, padded), normalise, run the
-network once, activate the heads, decode each image, and undo the letterbox. The network runs in
+Per batch: letterbox each image on the host (resize its uint8 pixels to fit a square of side
+input_size rounded up to a multiple of 32, anchored top-left, padded), normalise, move the batch to
+the device once, run the network once, activate the heads, decode each image, and undo the letterbox. The network runs in
 PyTorch or, exported to ONNX, in ONNX Runtime (kdc_model.runtime); everything else is shared.
 """
 from __future__ import annotations
@@ -149,8 +149,8 @@ class Predictor:
         placed = self.device if backend == "torch" else torch.device("cpu")
         self.model = model.eval().to(device=placed, dtype=self.dtype, memory_format=self.memory_format)
         self.runner = make_runner(self.model, backend, self.input_side, self.device, onnx=onnx)
-        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1) * 255
-        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1) * 255
+        self._mean = np.array(IMAGENET_MEAN, np.float32).reshape(3, 1, 1) * np.float32(255)
+        self._std = np.array(IMAGENET_STD, np.float32).reshape(3, 1, 1) * np.float32(255)
         self.last_timing: dict[str, float] = {}
 
     def __call__(self, image: np.ndarray) -> PoseSegResult:
@@ -180,22 +180,29 @@ class Predictor:
         return results
 
     def preprocess(self, images: list[np.ndarray]) -> tuple[torch.Tensor, list[Letterbox]]:
-        """The normalised, letterboxed network input [B, 3, S, S] and how each image was placed."""
+        """The normalised, letterboxed network input [B, 3, S, S] and how each image was placed.
+
+        On the host, whatever the device: the resize runs on the uint8 pixels (PyTorch's bilinear,
+        antialiased when shrinking: its uint8 kernels are much faster than its float ones and within one
+        grey level of them), normalisation in float32 NumPy straight into a zeroed batch (0 is the mean
+        colour, so the padding costs nothing); the device then gets one copy of the batch.
+        """
         side = self.input_side
-        batch = torch.zeros((len(images), 3, side, side), device=self.device)  # 0 = mean colour after normalising
+        batch = np.zeros((len(images), 3, side, side), np.float32)
         letterboxes = []
         for i, image in enumerate(images):
             h, w = image.shape[:2]
             scale = side / max(h, w)
             rh, rw = max(1, min(side, round(h * scale))), max(1, min(side, round(w * scale)))
-            pixels = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
-            pixels = pixels.permute(2, 0, 1).unsqueeze(0).float()
+            pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # a [3, h, w] view
             if (rh, rw) != (h, w):
-                pixels = F.interpolate(pixels, size=(rh, rw), mode="bilinear", align_corners=False,
-                                       antialias=scale < 1)
-            batch[i:i + 1, :, :rh, :rw] = (pixels - self._mean) / self._std
+                pixels = F.interpolate(pixels[None], size=(rh, rw), mode="bilinear", align_corners=False,
+                                       antialias=scale < 1)[0]
+            placed = batch[i, :, :rh, :rw]
+            np.subtract(pixels.numpy(), self._mean, out=placed)
+            placed /= self._std
             letterboxes.append(Letterbox(h, w, rh, rw))
-        return batch.to(dtype=self.dtype, memory_format=self.memory_format), letterboxes
+        return torch.from_numpy(batch).to(self.device, self.dtype, memory_format=self.memory_format), letterboxes
 
     def _to_original(self, result: PoseSegResult, box: Letterbox) -> PoseSegResult:
         keypoints = result.keypoints.copy()
