@@ -38,6 +38,7 @@ _REVERSE = np.array([(e + len(TREE_EDGES)) % len(DIRECTED_EDGES) for e in range(
 # Keypoint states during grouping. _UNKNOWN: the parent's mid-range offset is zero (the keypoint is
 # unlabelled there), so there is no evidence at all; it sits at its parent and scores 0.
 _UNSET, _FOUND, _GUESSED, _REJECTED, _UNKNOWN = 0, 1, 2, 3, 4
+_WALKS_ON = np.array([False, True, True, False, False])  # by state: the walk goes on from found and guessed
 
 
 def _split_xy(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,39 +57,54 @@ def _gaussian_blur(maps: torch.Tensor, sigmas) -> torch.Tensor:
     return F.conv2d(x, k.view(c, 1, -1, 1), padding=(half, 0), groups=c)[0]
 
 
-def hough_maps(heatmap: torch.Tensor, short: torch.Tensor, *, stride: int, radius: float) -> torch.Tensor:
-    """KeyCentroid voting: [17, h, w] vote mass, ~1 at a keypoint backed by a whole disk."""
+def hough_maps(heatmap: np.ndarray, short: np.ndarray, *, stride: int, radius: float) -> np.ndarray:
+    """KeyCentroid voting: [17, h, w] vote mass, ~1 at a keypoint backed by a whole disk (float32)."""
     k, h, w = heatmap.shape
-    sx, sy = _split_xy(short)
-    dev = heatmap.device
-    u = torch.arange(w, device=dev, dtype=heatmap.dtype).view(1, 1, w) + sx / stride
-    v = torch.arange(h, device=dev, dtype=heatmap.dtype).view(1, h, 1) + sy / stride
-    u0, v0 = u.floor(), v.floor()
+    u = np.arange(w, dtype=np.float32) + short[0::2] / stride
+    v = np.arange(h, dtype=np.float32)[:, None] + short[1::2] / stride
+    u0, v0 = np.floor(u), np.floor(v)
     fu, fv = u - u0, v - v0
-    base = (torch.arange(k, device=dev) * h * w).view(k, 1, 1)
-    acc = torch.zeros(k * h * w, device=dev, dtype=heatmap.dtype)
+    base = (np.arange(k) * h * w).reshape(k, 1, 1)
+    # torch's index_add_ adds in index order in float32, so the sums do not depend on the platform.
+    acc = torch.zeros(k * h * w)
     for dv, du, wt in ((0, 0, (1 - fv) * (1 - fu)), (0, 1, (1 - fv) * fu), (1, 0, fv * (1 - fu)), (1, 1, fv * fu)):
-        ui, vi = (u0 + du).long(), (v0 + dv).long()
+        ui, vi = (u0 + du).astype(np.int64), (v0 + dv).astype(np.int64)
         inside = (ui >= 0) & (ui < w) & (vi >= 0) & (vi < h)
-        idx = base + vi.clamp(0, h - 1) * w + ui.clamp(0, w - 1)
-        acc.index_add_(0, idx.reshape(-1), (heatmap * wt * inside).reshape(-1))
-    return acc.view(k, h, w) / (math.pi * (radius / stride) ** 2)
+        idx = base + np.clip(vi, 0, h - 1) * w + np.clip(ui, 0, w - 1)
+        acc.index_add_(0, torch.from_numpy(idx.reshape(-1)), torch.from_numpy((heatmap * wt * inside).reshape(-1)))
+    return acc.numpy().reshape(k, h, w) / np.float32(math.pi * (radius / stride) ** 2)
+
+
+def _local_max(maps: np.ndarray) -> np.ndarray:
+    """Each cell's maximum over its 3x3 neighbourhood in its own channel of [C, h, w]."""
+    padded = np.pad(maps, ((0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+    rows = np.maximum(np.maximum(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
+    return np.maximum(np.maximum(rows[:, :, :-2], rows[:, :, 1:-1]), rows[:, :, 2:])
 
 
 class _VoteField:
-    """The small maps the grouping loop reads, as padded float64 NumPy planes (one per type).
+    """The small maps the grouping loop reads, as padded float64 NumPy planes (one per type), flat.
 
-    Padding by one empty cell lets every 3x3 neighbourhood be read without bounds checks.
+    Padding by one empty cell lets every 3x3 neighbourhood be read without bounds checks. The planes
+    of a map lie end to end in one flat array, so a value of type t at padded cell c is
+    `array[t * self.plane + c]`: one fast 1-D gather per read.
     """
 
     def __init__(self, heatmap, short, mid, *, stride: int, radius: float, bandwidth: float):
         k, h, w = heatmap.shape
         self.h, self.w, self.stride, self.radius = h, w, stride, radius
+        self.plane = (h + 2) * (w + 2)
         self.off = (stride - 1) / 2.0
         self.bandwidth2 = 2 * bandwidth ** 2
+        self.last_cell = np.array([w - 1, h - 1])  # x, y
         xs = np.arange(w) * stride + self.off
         ys = np.arange(h) * stride + self.off
-        pad = lambda a: np.pad(a, ((0, 0), (1, 1), (1, 1))).reshape(a.shape[0], -1)
+
+        def pad(planes):
+            padded = np.zeros((planes.shape[0], h + 2, w + 2), planes.dtype)
+            padded[:, 1:-1, 1:-1] = planes
+            return padded.reshape(-1)
+
         self.heat = pad(heatmap.astype(np.float64))
         self.vote_x = pad(xs + short[0::2].astype(np.float64))
         self.vote_y = pad(ys[:, None] + short[1::2].astype(np.float64))
@@ -96,24 +112,23 @@ class _VoteField:
         self.mid_y = pad(ys[:, None] + mid[1::2].astype(np.float64))
         # Whether each cell's mid-range offset says anything (a zero offset is "target unknown").
         self.mid_set = pad(np.hypot(mid[0::2], mid[1::2]) > _NO_OFFSET).astype(np.float64)
-        di, dj = np.meshgrid([-1, 0, 1], [-1, 0, 1], indexing="ij")
+        di, dj = np.meshgrid([0, 1, 2], [0, 1, 2], indexing="ij")  # the 3x3 around unpadded cell (i, j)
         self.nb = (di * (w + 2) + dj).reshape(1, 9)
+        self.square = np.array([[0, 1, w + 2, w + 3]])  # a cell, its right, lower and lower-right neighbours
 
     def _cells(self, pts: np.ndarray) -> np.ndarray:
-        """[B, 9] flat padded indices of the 3x3 cells around each point [B, 2]."""
-        j = np.clip(np.rint((pts[:, 0] - self.off) / self.stride), 0, self.w - 1).astype(np.int64) + 1
-        i = np.clip(np.rint((pts[:, 1] - self.off) / self.stride), 0, self.h - 1).astype(np.int64) + 1
-        return (i * (self.w + 2) + j)[:, None] + self.nb
+        """[B, 9] flat padded indices of the 3x3 cells around each point [B, 2] (clamped to the map)."""
+        ji = np.minimum(np.maximum(np.rint((pts - self.off) / self.stride), 0), self.last_cell).astype(np.int64)
+        return (ji[:, 1] * (self.w + 2) + ji[:, 0])[:, None] + self.nb
 
     def _weights(self, types: np.ndarray, pts: np.ndarray, cells: np.ndarray):
         """Weights of the votes of type `types` near `pts`: heatmap x closeness of their destination."""
-        t = types[:, None]
-        heat = self.heat[t, cells]
-        vx, vy = self.vote_x[t, cells], self.vote_y[t, cells]
+        at = types[:, None] * self.plane + cells
+        heat, vx, vy = self.heat[at], self.vote_x[at], self.vote_y[at]
         d2 = (vx - pts[:, :1]) ** 2 + (vy - pts[:, 1:]) ** 2
         d2_min = np.where(heat > 0, d2, np.inf).min(axis=1, keepdims=True)
         d2_min = np.where(np.isfinite(d2_min), d2_min, 0.0)
-        return heat * np.exp(-np.maximum(d2 - d2_min, 0.0) / self.bandwidth2), vx, vy
+        return heat * np.exp(np.maximum(d2 - d2_min, 0.0) / -self.bandwidth2), vx, vy  # = exp(-(...) / b)
 
     def refine(self, types: np.ndarray, pts: np.ndarray, steps: int) -> np.ndarray:
         """Move points to the mean of the nearby votes of their type, `steps` times."""
@@ -121,40 +136,50 @@ class _VoteField:
             wt, vx, vy = self._weights(types, pts, self._cells(pts))
             total = wt.sum(axis=1)
             ok = total > 0
-            mean = np.stack([(wt * vx).sum(1), (wt * vy).sum(1)], axis=1) / np.where(ok, total, 1)[:, None]
+            mean = np.empty_like(pts)
+            mean[:, 0], mean[:, 1] = (wt * vx).sum(1), (wt * vy).sum(1)
+            mean /= np.where(ok, total, 1)[:, None]
             pts = np.where(ok[:, None], mean, pts)
         return pts
 
-    def follow(self, edges: np.ndarray, pts: np.ndarray, min_support: float) -> tuple[np.ndarray, np.ndarray]:
+    def votes(self, types: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(weights, cells) [B, 9] of the votes of type `types` in the 3x3 cells around `pts`."""
+        cells = self._cells(pts)
+        return self._weights(types, pts, cells)[0], cells
+
+    def follow(self, edges: np.ndarray, pts: np.ndarray, votes: tuple[np.ndarray, np.ndarray],
+               min_support: float) -> tuple[np.ndarray, np.ndarray]:
         """Mid-range proposal: where the cells voting for the edge's source point to its target.
 
-        Returns (proposal [B, 2], informative [B]). Cells whose offset is zero ("no target": the
-        edge's far end is unlabelled or the cell is outside every disk) carry no information and
-        are left out of the mean; a point is informative when the cells with an offset hold at
-        least `min_support` of its vote weight. A non-informative point proposes itself.
+        `votes`: votes(edge sources, pts). Returns (proposal [B, 2], informative [B]). Cells whose
+        offset is zero ("no target": the edge's far end is unlabelled or the cell is outside every
+        disk) carry no information and are left out of the mean; a point is informative when the
+        cells with an offset hold at least `min_support` of its vote weight. A non-informative point
+        proposes itself.
         """
-        cells = self._cells(pts)
-        wt, _, _ = self._weights(_SRC[edges], pts, cells)
-        e = edges[:, None]
+        wt, cells = votes
+        at = edges[:, None] * self.plane + cells
         total = wt.sum(axis=1)
-        wt_set = wt * self.mid_set[e, cells]
+        wt_set = wt * self.mid_set[at]
         total_set = wt_set.sum(axis=1)
         informative = (total > 0) & (total_set > min_support * total)
-        prop = np.stack([(wt_set * self.mid_x[e, cells]).sum(1), (wt_set * self.mid_y[e, cells]).sum(1)], axis=1)
-        prop = np.where(informative[:, None], prop / np.where(informative, total_set, 1)[:, None], pts)
+        prop = np.empty_like(pts)
+        prop[:, 0], prop[:, 1] = (wt_set * self.mid_x[at]).sum(1), (wt_set * self.mid_y[at]).sum(1)
+        prop /= np.where(informative, total_set, 1)[:, None]
+        prop = np.where(informative[:, None], prop, pts)
         return prop, informative
 
     def heat_at(self, types: np.ndarray, pts: np.ndarray) -> np.ndarray:
         """Bilinearly interpolated heatmap of type `types` at `pts`."""
-        u = np.clip((pts[:, 0] - self.off) / self.stride, -1, self.w) + 1
-        v = np.clip((pts[:, 1] - self.off) / self.stride, -1, self.h) + 1
+        u = np.minimum(np.maximum((pts[:, 0] - self.off) / self.stride, -1), self.w) + 1
+        v = np.minimum(np.maximum((pts[:, 1] - self.off) / self.stride, -1), self.h) + 1
         j0 = np.minimum(np.floor(u).astype(np.int64), self.w)
         i0 = np.minimum(np.floor(v).astype(np.int64), self.h)
         fu, fv = u - j0, v - i0
-        plane = self.heat[types]
-        at = lambda i, j: plane[np.arange(len(types)), i * (self.w + 2) + j]
-        return ((1 - fv) * ((1 - fu) * at(i0, j0) + fu * at(i0, j0 + 1))
-                + fv * ((1 - fu) * at(i0 + 1, j0) + fu * at(i0 + 1, j0 + 1)))
+        # The four cells around each point: (i0, j0), (i0, j0 + 1), (i0 + 1, j0), (i0 + 1, j0 + 1).
+        a = self.heat[(types * self.plane + i0 * (self.w + 2) + j0)[:, None] + self.square]
+        return ((1 - fv) * ((1 - fu) * a[:, 0] + fu * a[:, 1])
+                + fv * ((1 - fu) * a[:, 2] + fu * a[:, 3]))
 
     def confidence(self, pts: np.ndarray, falloff: np.ndarray) -> np.ndarray:
         """Vote mass landing near each keypoint, weighted by a Gaussian falloff (px) per keypoint.
@@ -165,14 +190,12 @@ class _VoteField:
         r = max(1, math.ceil(self.radius / self.stride))
         di, dj = np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1), indexing="ij")
         flat = pts.reshape(-1, 2)
-        j = np.clip(np.rint((flat[:, 0] - self.off) / self.stride), 0, self.w - 1).astype(np.int64)[:, None] + 1
-        i = np.clip(np.rint((flat[:, 1] - self.off) / self.stride), 0, self.h - 1).astype(np.int64)[:, None] + 1
-        i = np.clip(i + di.reshape(1, -1), 0, self.h + 1)
-        j = np.clip(j + dj.reshape(1, -1), 0, self.w + 1)
-        cells = i * (self.w + 2) + j
-        t = np.tile(np.arange(NUM_KEYPOINTS), p)[:, None]
-        d2 = (self.vote_x[t, cells] - flat[:, :1]) ** 2 + (self.vote_y[t, cells] - flat[:, 1:]) ** 2
-        mass = (self.heat[t, cells] * np.exp(-d2 / (2 * falloff.reshape(-1, 1) ** 2))).sum(1)
+        ji = np.minimum(np.maximum(np.rint((flat - self.off) / self.stride), 0), self.last_cell).astype(np.int64) + 1
+        i = np.minimum(np.maximum(ji[:, 1:] + di.reshape(1, -1), 0), self.h + 1)
+        j = np.minimum(np.maximum(ji[:, :1] + dj.reshape(1, -1), 0), self.w + 1)
+        at = (np.tile(np.arange(NUM_KEYPOINTS), p) * self.plane)[:, None] + i * (self.w + 2) + j
+        d2 = (self.vote_x[at] - flat[:, :1]) ** 2 + (self.vote_y[at] - flat[:, 1:]) ** 2
+        mass = (self.heat[at] * np.exp(-d2 / (2 * falloff.reshape(-1, 1) ** 2))).sum(1)
         return np.clip(mass / (math.pi * (self.radius / self.stride) ** 2), 0, 1).reshape(p, NUM_KEYPOINTS)
 
 
@@ -212,6 +235,10 @@ def _walk(field: _VoteField, root_types: np.ndarray, root_pos: np.ndarray, peak_
     state = np.full((s, NUM_KEYPOINTS), _UNSET)
     rows = np.arange(s)
     kp[rows, root_types], state[rows, root_types] = root_pos, _FOUND
+    # The votes around each placed keypoint: checking a keypoint's reverse edge reads them, and so
+    # does following each edge out of it one level deeper.
+    vote_weights, vote_cells = np.zeros((s, NUM_KEYPOINTS, 9)), np.zeros((s, NUM_KEYPOINTS, 9), np.int64)
+    vote_weights[rows, root_types], vote_cells[rows, root_types] = field.votes(root_types, root_pos)
     edges_all, depths = _WALK_EDGES[root_types], _WALK_DEPTHS[root_types]       # [S, 16]
     consistency = config.mid_consistency * field.radius
     for depth in range(1, int(depths.max(initial=0)) + 1):
@@ -222,7 +249,7 @@ def _walk(field: _VoteField, root_types: np.ndarray, root_pos: np.ndarray, peak_
         # meet only at the nose, so stopping at a guessed nose would split every person facing away.
         # Where the maps hold no offset at a guess (perfect maps outside every disk), follow() marks
         # the edge uninformative and the branch ends there anyway.
-        live = (state[who, src] == _FOUND) | (state[who, src] == _GUESSED)
+        live = _WALKS_ON[state[who, src]]
         who, edges, src, dst = who[live], edges[live], src[live], dst[live]
         if not len(who):
             break
@@ -230,7 +257,8 @@ def _walk(field: _VoteField, root_types: np.ndarray, root_pos: np.ndarray, peak_
         # A zero mid-range offset carries no information (an edge always has a length): the
         # parent's l is unlabelled, so the branch ends here with a guess instead of wandering
         # onto whichever type-l keypoint happens to lie near the parent.
-        proposal, informative = field.follow(edges, parent, config.mid_min_support)
+        proposal, informative = field.follow(edges, parent, (vote_weights[who, src], vote_cells[who, src]),
+                                             config.mid_min_support)
         y = field.refine(dst, proposal, config.refine_steps)
         y = np.where(informative[:, None], y, parent)
         supported = informative & (field.heat_at(dst, y) >= 0.5)
@@ -242,10 +270,12 @@ def _walk(field: _VoteField, root_types: np.ndarray, root_pos: np.ndarray, peak_
             snap = d2[np.arange(len(lost)), best] <= match_radius ** 2
             y[lost[snap]] = peak_pos[best[snap]]
             supported[lost[snap]] = True
-        back, verified = field.follow(_REVERSE[edges], y, config.mid_min_support)
+        votes = field.votes(dst, y)
+        back, verified = field.follow(_REVERSE[edges], y, votes, config.mid_min_support)
         unverified = ~verified
         rejected = supported & ((((back - parent) ** 2).sum(1) > consistency ** 2) | unverified)
         kp[who, dst] = y
+        vote_weights[who, dst], vote_cells[who, dst] = votes
         state[who, dst] = np.where(rejected, _REJECTED, np.where(supported, _FOUND,
                                                                  np.where(informative, _GUESSED, _UNKNOWN)))
     return kp, state
@@ -261,6 +291,7 @@ def _group(field: _VoteField, peak_types: np.ndarray, peak_pos: np.ndarray, conf
     one batch do not see each other's claims when snapping.
     """
     r2 = config.peak_nms_radius ** 2
+    peak_x, peak_y = peak_pos[:, 0].copy(), peak_pos[:, 1].copy()
     is_claimed = np.zeros(len(peak_types), bool)
     people, states = [], []
     todo = np.arange(len(peak_types))
@@ -271,15 +302,15 @@ def _group(field: _VoteField, peak_types: np.ndarray, peak_pos: np.ndarray, conf
             break
         kp, state = _walk(field, peak_types[seeds], peak_pos[seeds], peak_types, peak_pos, ~is_claimed,
                           config, match_radius)
-        # The peaks each walk would claim: near its found keypoint of the peak's type.
-        claims = ((((peak_pos[None] - kp[:, peak_types]) ** 2).sum(-1) < r2)
-                  & (state[:, peak_types] == _FOUND))                                  # [seeds, peaks]
         for n, seed in enumerate(seeds):
             if is_claimed[seed]:
                 continue
             people.append(kp[n])
             states.append(state[n])
-            is_claimed |= claims[n]
+            # The person claims the peaks near its found keypoint of their type.
+            near = kp[n][peak_types]
+            is_claimed |= (((peak_x - near[:, 0]) ** 2 + (peak_y - near[:, 1]) ** 2 < r2)
+                           & (state[n][peak_types] == _FOUND))
     if not people:
         return np.zeros((0, NUM_KEYPOINTS, 2)), np.zeros((0, NUM_KEYPOINTS), np.int64)
     return np.stack(people), np.stack(states)
@@ -293,12 +324,18 @@ def _person_scale(kp: np.ndarray, ok: np.ndarray, floor: float) -> np.ndarray:
     return np.maximum(np.sqrt(extent[:, 0] * extent[:, 1]), floor)
 
 
+def _same_keypoint_close(kp: np.ndarray, radius: float) -> np.ndarray:
+    """[P, P, 17]: whether person i's and person j's keypoint k lie closer than `radius`."""
+    x, y = kp[..., 0], kp[..., 1]
+    return (x[:, None] - x[None]) ** 2 + (y[:, None] - y[None]) ** 2 < radius ** 2
+
+
 def _soft_nms_scores(kp: np.ndarray, conf: np.ndarray, nms_radius: float) -> np.ndarray:
     """Mean keypoint confidence over 17, skipping keypoints a higher-scoring person already has."""
     order = np.argsort(-conf.sum(1), kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
-    close = ((kp[:, None] - kp[None]) ** 2).sum(-1) < nms_radius ** 2            # [P, P, 17]
+    close = _same_keypoint_close(kp, nms_radius)                                   # [P, P, 17]
     better = rank[:, None] < rank[None, :]                                        # i ranks above j
     taken = (close & better[..., None] & (conf[:, None] > 0)).any(axis=0)         # [P, 17]
     return np.where(taken, 0.0, conf).sum(1) / NUM_KEYPOINTS
@@ -327,8 +364,14 @@ def _cell_labels(seg: torch.Tensor, embed: torch.Tensor, kp: torch.Tensor, weigh
           - 2 * (ex @ (weight * kp[..., 0]).T + ey @ (weight * kp[..., 1]).T)
           + (weight * kp.square().sum(-1)).sum(1))                               # [M, P]
     d2 = d2.clamp(min=0) / (wsum * scale.square())
-    phi = torch.exp(-d2 / (2 * config.mask_sigma ** 2))
-    phi = torch.where(weight.sum(1) > 0, phi, torch.zeros_like(phi))
+    # Memberships this far under the threshold cannot decide a label (smoothing moves no value by
+    # more than they add up to, far less than a float32 step near the threshold), so they are zeroed.
+    # That also keeps exp() off very negative arguments and the smoothing off float32 denormals,
+    # both many times slower than the usual arithmetic.
+    negligible = config.membership_threshold * 1e-24
+    floor = math.log(negligible) - 1 if negligible > 0 else -math.inf   # exp(floor) < negligible
+    phi = torch.exp((-d2 / (2 * config.mask_sigma ** 2)).clamp(min=floor))
+    phi = torch.where((weight.sum(1) > 0) & (phi >= negligible), phi, torch.zeros_like(phi))
     if config.instance_smoothing_sigma > 0:
         # Instance-wise Gaussian optimisation: smooth each person's membership map.
         grid = torch.zeros(len(kp), h, w, dtype=phi.dtype, device=phi.device)
@@ -340,88 +383,107 @@ def _cell_labels(seg: torch.Tensor, embed: torch.Tensor, kp: torch.Tensor, weigh
     return labels
 
 
-def _upsample(seg: torch.Tensor, cell_labels: torch.Tensor, stride: int, image_size: tuple[int, int]):
-    """Segmentation probability and instance labels at input resolution.
+def _upsample(seg: torch.Tensor, cell_labels: np.ndarray, stride: int, image_size: tuple[int, int],
+              seg_threshold: float):
+    """Segmentation probability and instance labels at input resolution (NumPy [H, W] each).
 
-    Segmentation is bilinear between cell centres; a pixel's label is the one carrying the most
-    bilinear weight among its four neighbouring labelled cells. The pixels between four cells of one
-    label (or none) take that label outright: only the blocks on a boundary between labels are voted.
+    Segmentation is bilinear between cell centres. A person pixel (segmentation > seg_threshold)
+    takes the label carrying the most bilinear weight among its four neighbouring labelled cells;
+    other pixels are 0. The pixels between four cells of one label (or none) take that label
+    outright. Elsewhere the winning cell depends only on which of the four share a label, which are
+    labelled, and the pixel's bilinear fractions, which take a handful of values: each such
+    combination is voted once (_vote_corner) and the pixels look their winner up.
     """
     H, W = image_size
     h, w = seg.shape
-    dev = seg.device
 
     def axis(n_px, n_cells):
-        u = (torch.arange(n_px, device=dev, dtype=seg.dtype) - (stride - 1) / 2.0) / stride
-        a0 = u.floor().clamp(0, n_cells - 1).long()
-        a1 = (a0 + 1).clamp(max=n_cells - 1)
-        return a0, a1, (u - a0).clamp(0, 1)
+        u = (np.arange(n_px, dtype=np.float32) - (stride - 1) / 2.0) / stride
+        a0 = np.clip(np.floor(u), 0, n_cells - 1).astype(np.int64)
+        a1 = np.minimum(a0 + 1, n_cells - 1)
+        return a0, a1, np.clip(u - a0.astype(np.float32), 0, 1)
 
     j0, j1, fu = axis(W, w)
     i0, i1, fv = axis(H, h)
     seg_up = F.interpolate(seg[None, None], size=(h * stride, w * stride), mode="bilinear", align_corners=False)
-    seg_up = F.pad(seg_up, (0, W - w * stride, 0, H - h * stride), mode="replicate")[0, 0]
+    seg_up = F.pad(seg_up, (0, W - w * stride, 0, H - h * stride), mode="replicate")[0, 0].numpy()
     # Block (a, b) holds the pixels whose top-left cell is (a, b); its corners are (a | a+1, b | b+1),
     # clamped at the last row and column as i1 and j1 are.
-    below = (torch.arange(h, device=dev) + 1).clamp(max=h - 1)
-    right = (torch.arange(w, device=dev) + 1).clamp(max=w - 1)
-    mixed = ((cell_labels != cell_labels[:, right]) | (cell_labels != cell_labels[below])
-             | (cell_labels != cell_labels[below][:, right]))
-    label = cell_labels[i0][:, j0]
-    ys, xs = torch.nonzero(mixed[i0][:, j0], as_tuple=True)
-    if len(ys):
-        label[ys, xs] = _vote_label(cell_labels, i0[ys], i1[ys], fv[ys], j0[xs], j1[xs], fu[xs])
+    below = np.minimum(np.arange(h) + 1, h - 1)
+    right = np.minimum(np.arange(w) + 1, w - 1)
+    corners = np.stack([cell_labels, cell_labels[:, right], cell_labels[below],
+                        cell_labels[below][:, right]]).reshape(4, -1)            # [4, blocks]
+    block = (i0 * w)[:, None] + j0                                                # [H, W]
+    person = seg_up > seg_threshold
+    label = corners[0][block] * person
+    voted = np.flatnonzero(((corners != corners[0]).any(axis=0)[block] & person))
+    if len(voted):
+        l0, l1, l2, l3 = corners
+        traits = (l0 == l1, l0 == l2, l0 == l3, l1 == l2, l1 == l3, l2 == l3, l0 > 0, l1 > 0, l2 > 0, l3 > 0)
+        _, example, pattern = np.unique(sum(t.astype(np.int64) << n for n, t in enumerate(traits)),
+                                        return_index=True, return_inverse=True)
+        fv_values, fv_class = np.unique(fv, return_inverse=True)
+        fu_values, fu_class = np.unique(fu, return_inverse=True)
+        winner = _vote_corner(corners[:, example, None, None], fv_values[:, None], fu_values)  # [patterns, fv, fu]
+        ys, xs = np.divmod(voted, W)
+        at = block.reshape(-1)[voted]
+        labels_or_0 = np.concatenate([corners, np.zeros_like(corners[:1])])             # corner 4: none
+        label.reshape(-1)[voted] = labels_or_0[winner[pattern[at], fv_class[ys], fu_class[xs]], at]
     return seg_up, label
 
 
-def _vote_label(cell_labels, i0, i1, fv, j0, j1, fu) -> torch.Tensor:
-    """Per pixel, the label among its four corner cells with the most bilinear weight (0 if none)."""
-    corners = [(i0, j0, (1 - fv) * (1 - fu)), (i0, j1, (1 - fv) * fu), (i1, j0, fv * (1 - fu)), (i1, j1, fv * fu)]
-    labs = [cell_labels[i, j] for i, j, _ in corners]
-    wts = [wt * (lab > 0) for (_, _, wt), lab in zip(corners, labs)]
-    label, best = labs[0], torch.zeros_like(wts[0])
+def _vote_corner(corner_labels: np.ndarray, fv: np.ndarray, fu: np.ndarray) -> np.ndarray:
+    """Which of four corner cells wins a pixel: the first whose label carries the most bilinear
+    weight, 4 when none is labelled. corner_labels: [4, ...] labels at (top, left), (top, right),
+    (bottom, left), (bottom, right); fv, fu: the pixel's fractions down and right (broadcasting)."""
+    up, left = 1 - fv, 1 - fu
+    labs = list(corner_labels)
+    wts = [wt * (lab > 0) for wt, lab in zip((up * left, up * fu, fv * left, fv * fu), labs)]
+    winner, best = 0, np.zeros_like(wts[0])
     for a in range(4):
-        support = sum(wts[b] * (labs[b] == labs[a]) for b in range(4))
+        support = sum(wts[b] * (labs[b] == labs[a]) for b in range(4))   # added in corner order
         better = support > best
-        label, best = torch.where(better, labs[a], label), torch.where(better, support, best)
-    return torch.where(best > 0, label, torch.zeros_like(label))
+        winner, best = np.where(better, a, winner), np.where(better, support, best)
+    return np.where(best > 0, winner, 4)
 
 
-def _mask_stats(label: torch.Tensor, seg_up: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _mask_stats(label: np.ndarray, seg_up: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per person 1..n: pixel count, mean segmentation probability and box (x0, y0, x1, y1) of their
-    pixels. Only labelled pixels are visited, in raster order, so each sum adds the same terms in the
-    same order as over the whole image."""
+    pixels (the box is meaningless for a person without pixels). Only labelled pixels are visited,
+    in raster order: the float32 sums add one term at a time in that order (ufunc.at), as a sum over
+    the whole image would."""
     H, W = label.shape
-    where = torch.nonzero(label.reshape(-1)).squeeze(1)
+    where = np.flatnonzero(label)
     who = label.reshape(-1)[where]
-    count = torch.bincount(who, minlength=n + 1)[1:].float()
-    seg_sum = torch.bincount(who, weights=seg_up.reshape(-1)[where], minlength=n + 1)[1:]
-    ys, xs = where // W, where % W
-    low = torch.full((n + 1,), H + W, device=label.device, dtype=torch.long)
-    high = torch.full_like(low, -1)
-    box = torch.stack([low.scatter_reduce(0, who, xs, "amin"), low.scatter_reduce(0, who, ys, "amin"),
-                       high.scatter_reduce(0, who, xs, "amax"), high.scatter_reduce(0, who, ys, "amax")], 1)[1:]
-    return (count.cpu().numpy(), (seg_sum / count.clamp(min=1)).cpu().numpy(),
-            box.cpu().numpy().astype(np.float64))
+    seg_sum = np.zeros(n + 1, np.float32)
+    np.add.at(seg_sum, who, seg_up.reshape(-1)[where])
+    ys, xs = np.divmod(where, W)
+    # Which rows and columns each person has pixels in: their first and last are the box.
+    rows = np.bincount(who * H + ys, minlength=(n + 1) * H).reshape(n + 1, H)[1:]
+    cols = np.bincount(who * W + xs, minlength=(n + 1) * W).reshape(n + 1, W)[1:] > 0
+    count = rows.sum(axis=1)
+    rows = rows > 0
+    box = np.stack([cols.argmax(1), rows.argmax(1), W - 1 - cols[:, ::-1].argmax(1), H - 1 - rows[:, ::-1].argmax(1)], 1)
+    return count, seg_sum[1:] / np.maximum(count, 1).astype(np.float32), box.astype(np.float64)
 
 
 def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, config: DecoderConfig,
                   image_size: tuple[int, int]) -> PoseSegResult:
-    """Decode ACTIVATED maps ([C, h, w], any device) of one image into people, in input pixels."""
-    H, W = image_size
-    heat = maps["heatmap"].float()
-    dev = heat.device
-    hough = _gaussian_blur(hough_maps(heat, maps["short"].float(), stride=stride, radius=radius),
-                           config.pgo_sigmas)
-    is_peak = (hough == F.max_pool2d(hough[None], 3, 1, 1)[0]) & (hough > config.peak_threshold)
-    pk, pi, pj = torch.nonzero(is_peak, as_tuple=True)
-    peak_score = hough[pk, pi, pj]
+    """Decode ACTIVATED maps ([C, h, w], any device) of one image into people, in input pixels.
 
-    # The grouping loop reads a few values per step: NumPy on the host is faster than device calls.
-    order = torch.argsort(peak_score, descending=True, stable=True)
-    pk, pi, pj = (t[order].cpu().numpy() for t in (pk, pi, pj))
-    field = _VoteField(heat.cpu().numpy(), maps["short"].float().cpu().numpy(), maps["mid"].float().cpu().numpy(),
-                       stride=stride, radius=radius, bandwidth=config.vote_bandwidth)
+    Decoding runs on the host: the maps are small, and NumPy (or a torch CPU op) on them costs far
+    less than dispatching device kernels for every step.
+    """
+    H, W = image_size
+    host = {k: v.detach().float().cpu() for k, v in maps.items()}
+    heat, short = host["heatmap"].numpy(), host["short"].numpy()
+    hough = _gaussian_blur(torch.from_numpy(hough_maps(heat, short, stride=stride, radius=radius)),
+                           config.pgo_sigmas).numpy()
+    pk, pi, pj = np.nonzero((hough == _local_max(hough)) & (hough > config.peak_threshold))
+    order = np.argsort(-hough[pk, pi, pj], kind="stable")  # best first; ties in map order
+    pk, pi, pj = pk[order], pi[order], pj[order]
+    field = _VoteField(heat, short, host["mid"].numpy(), stride=stride, radius=radius,
+                       bandwidth=config.vote_bandwidth)
     off = (stride - 1) / 2.0
     peak_pos = np.stack([pj * stride + off, pi * stride + off], axis=1).astype(np.float64)
     peak_pos = field.refine(pk, peak_pos, config.refine_steps + 1)
@@ -449,16 +511,15 @@ def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, 
 
     # Dynamic MaskCentroids: confident keypoints no other person also has (a shared one cannot
     # tell the two apart).
-    close = ((kp[:, None] - kp[None]) ** 2).sum(-1) < config.peak_nms_radius ** 2   # [P, P, 17]
+    close = _same_keypoint_close(kp, config.peak_nms_radius)                         # [P, P, 17]
     close &= ~np.eye(len(kp), dtype=bool)[..., None]
     shared = (close & (conf[:, None] > 0)).any(axis=0)
     centroid_w = np.where((conf >= config.centroid_min_confidence) & ~shared, conf, 0.0)
-    to_dev = lambda a: torch.as_tensor(a, dtype=torch.float32, device=dev)
-    seg = maps["seg"].float()[0]
-    cells = _cell_labels(seg, maps["embed"].float(), to_dev(kp), to_dev(centroid_w), to_dev(scale),
+    as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32)
+    seg = host["seg"][0]
+    cells = _cell_labels(seg, host["embed"], as_tensor(kp), as_tensor(centroid_w), as_tensor(scale),
                          stride=stride, config=config)
-    seg_up, label = _upsample(seg, cells, stride, (H, W))
-    label = torch.where(seg_up > config.seg_threshold, label, torch.zeros_like(label))
+    seg_up, label = _upsample(seg, cells.numpy().astype(np.int32), stride, (H, W), config.seg_threshold)
 
     count, mask_scores, mask_box = _mask_stats(label, seg_up, len(kp))
     has_mask = count > 0
@@ -474,6 +535,6 @@ def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, 
         keypoints=np.concatenate([kp, conf[..., None]], axis=2).astype(np.float32),
         scores=scores.astype(np.float32),
         boxes=boxes.astype(np.float32),
-        label_map=label.cpu().numpy().astype(np.uint16),
+        label_map=label.astype(np.uint16),
         mask_scores=mask_scores.astype(np.float32),
     )
