@@ -5,7 +5,8 @@
 Decode time is measured on maps encoded from synthetic scenes (kdc_model.targets), so the people
 are really there for the decoder to group and segment. Predict time is the whole Predictor call
 (letterbox, network, decode) with a random-init default-size model: weights do not change the cost
-of the network, and the decoder's cost on random maps is its floor.
+of the network, and the decoder's cost on random maps is its floor. The people counts are timed
+in turn, so a load that drifts during the run (a shared machine) does not skew their ratios.
 """
 from __future__ import annotations
 
@@ -28,15 +29,19 @@ PEOPLE_COUNTS = (1, 10, 30, 60)
 CONFIDENT = 0.3  # person score from which a decoded person counts as confidently found
 
 
-def median_ms(fn, repeats: int) -> float:
-    """Median wall time of `fn()` in ms, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_median_ms(fns: list, repeats: int) -> list[float]:
+    """Median wall time in ms of each of `fns`, after one warm-up call each. The calls take turns
+    (fns[0], fns[1], ..., fns[0], ...): on a shared machine whose load drifts, every fn meets the same
+    load, so their ratios hold even when the absolute times do not."""
+    for fn in fns:
         fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, fn_times in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            fn_times.append((time.perf_counter() - start) * 1e3)
+    return [statistics.median(t) for t in times]
 
 
 def target_maps(scene, config: ModelConfig, side: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -50,7 +55,7 @@ def target_maps(scene, config: ModelConfig, side: int, device: torch.device) -> 
 def run_bench(repeats: int = 5, device: str = "auto") -> dict:
     predictor = load_model(ModelConfig(), device=device)
     config, side = predictor.config, predictor.input_side
-    rows = []
+    decodes, predicts, stage_times, rows = [], [], [], []
     for people in PEOPLE_COUNTS:
         rng = np.random.default_rng(people)
         # One size range for every count, so the counts differ in people only; at 60 many overlap.
@@ -58,21 +63,24 @@ def run_bench(repeats: int = 5, device: str = "auto") -> dict:
         scene = make_scene(rng, side, side, people, min_height=0.2 * side, max_height=0.45 * side,
                            allow_outside=False, unlabelled_fraction=0.0, crowd_probability=0.0)
         maps = target_maps(scene, config, side, predictor.device)
-        decode = lambda: decode_people(maps, stride=config.output_stride, radius=config.radius,
-                                       config=predictor.decoder, image_size=(side, side))
+        decodes.append(lambda maps=maps: decode_people(maps, stride=config.output_stride, radius=config.radius,
+                                                       config=predictor.decoder, image_size=(side, side)))
+        stage_times.append([])
+
+        def predict(image=scene.image, timings=stage_times[-1]):
+            predictor(image)
+            timings.append(predictor.last_timing)
+
+        predicts.append(predict)
+    decode_ms = interleaved_median_ms(decodes, repeats)
+    predict_ms = interleaved_median_ms(predicts, repeats)
+    for people, decode, decode_time, predict_time, timings in zip(PEOPLE_COUNTS, decodes, decode_ms, predict_ms,
+                                                                  stage_times):
         decoded = decode()
         found, confident = len(decoded), int((decoded.scores >= CONFIDENT).sum())
-        decode_ms = median_ms(decode, repeats)
-        stage_times = []
-
-        def predict():
-            predictor(scene.image)
-            stage_times.append(predictor.last_timing)
-
-        predict_ms = median_ms(predict, repeats)
-        stages = {k: statistics.median(t[k] for t in stage_times[1:]) for k in stage_times[0]}
-        rows.append({"people": people, "found": found, "confident": confident, "decode_ms": decode_ms, "predict_ms": predict_ms,
-                     **{f"predict_{k}": v for k, v in stages.items()}})
+        stages = {k: statistics.median(t[k] for t in timings[1:]) for k in timings[0]}
+        rows.append({"people": people, "found": found, "confident": confident, "decode_ms": decode_time,
+                     "predict_ms": predict_time, **{f"predict_{k}": v for k, v in stages.items()}})
     by_people = {r["people"]: r for r in rows}
     return {
         "device": str(predictor.device), "cpu": platform.processor() or platform.machine(),
