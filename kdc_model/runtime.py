@@ -20,12 +20,40 @@ from .export import EXPORT_FORMAT_TAG, INPUT_NAME, OUTPUT_NAMES, onnx_bytes
 
 
 class TorchRunner:
-    """The KDCNet module itself."""
+    """The KDCNet module for inference: a copy with its BatchNorms folded into the convolutions
+    (kdc_model.fusion) in the channels-last memory format, which oneDNN (CPU) and cuDNN (CUDA) run
+    fastest; Predictor feeds it channels-last batches. A module without BatchNorm runs as given.
+
+    The copy is remade when the model's parameters or buffers were updated in place since (their
+    version counters move with every optimiser step, load_state_dict and BatchNorm statistics
+    update), so a Predictor built before training predicts with the trained weights.
+    """
 
     backend = "torch"
 
     def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
+        self.source = model
+        self._tensors, self._stamp = [], None
+        self.model  # noqa: B018 (make the copy now, not on the first frame)
+
+    def _versions(self) -> list[int]:
+        return [t._version for t in self._tensors]
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The network that runs: the inference copy of the model as it is now."""
+        from .fusion import fused_for_inference
+
+        if self._stamp is None or self._versions() != self._stamp:
+            with torch.inference_mode(False):  # the copy's tensors are ordinary ones, whoever asks
+                fused = fused_for_inference(self.source)
+                if fused is not self.source:
+                    fused = fused.requires_grad_(False).to(memory_format=torch.channels_last)
+            self._model = fused
+            # Inference tensors keep no version counter (and cannot change outside inference mode).
+            self._tensors = [t for t in (*self.source.parameters(), *self.source.buffers()) if not t.is_inference()]
+            self._stamp = self._versions()
+        return self._model
 
     def __call__(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(batch)
