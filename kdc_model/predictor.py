@@ -218,7 +218,8 @@ class Predictor:
         crop_w = max(1, round(box.width * lw / self.input_side))
         rows = ((np.arange(box.original_height) + 0.5) * crop_h / box.original_height).astype(np.intp)
         cols = ((np.arange(box.original_width) + 0.5) * crop_w / box.original_width).astype(np.intp)
-        return np.ascontiguousarray(label_map[rows[:, None], cols[None, :]], dtype=np.uint16)
+        # Rows, then columns: two 1-D gathers cost a third of one 2-D fancy index.
+        return np.take(np.take(label_map, rows, axis=0), cols, axis=1).astype(np.uint16, copy=False)
 
     def _clock(self) -> float:
         if self.device.type == "cuda":

@@ -44,7 +44,10 @@ def parse_people(result: PoseSegResult, ids=None, points_3d=None, valid_3d=None)
     """
     ids = person_ids(result, ids)
     points_3d, valid_3d = _points_3d(len(result), points_3d, valid_3d)
-    areas = np.bincount(result.label_map.ravel(), minlength=len(result) + 1)[1:len(result) + 1]
+    # Counting only the labelled pixels: people cover a small part of most images, and bincount
+    # first copies whatever it is given into an int64 array.
+    labelled = result.label_map[result.label_map > 0]
+    areas = np.bincount(labelled, minlength=len(result) + 1)[1:len(result) + 1]
     people = []
     for index in range(len(result)):
         x_min, y_min, x_max, y_max = (float(v) for v in result.boxes[index])
