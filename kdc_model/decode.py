@@ -64,14 +64,17 @@ def hough_maps(heatmap: np.ndarray, short: np.ndarray, *, stride: int, radius: f
     v = np.arange(h, dtype=np.float32)[:, None] + short[1::2] / stride
     u0, v0 = np.floor(u), np.floor(v)
     fu, fv = u - u0, v - v0
-    base = (np.arange(k) * h * w).reshape(k, 1, 1)
+    # Per axis, the two cells a vote lands between: whether each is on the map, and its clamped index.
+    col, row = u0.astype(np.int64), v0.astype(np.int64)
+    cols = [((col + d >= 0) & (col + d < w), np.clip(col + d, 0, w - 1)) for d in (0, 1)]
+    rows = [((row + d >= 0) & (row + d < h), (np.arange(k) * h * w).reshape(k, 1, 1) + np.clip(row + d, 0, h - 1) * w)
+            for d in (0, 1)]
     # torch's index_add_ adds in index order in float32, so the sums do not depend on the platform.
     acc = torch.zeros(k * h * w)
     for dv, du, wt in ((0, 0, (1 - fv) * (1 - fu)), (0, 1, (1 - fv) * fu), (1, 0, fv * (1 - fu)), (1, 1, fv * fu)):
-        ui, vi = (u0 + du).astype(np.int64), (v0 + dv).astype(np.int64)
-        inside = (ui >= 0) & (ui < w) & (vi >= 0) & (vi < h)
-        idx = base + np.clip(vi, 0, h - 1) * w + np.clip(ui, 0, w - 1)
-        acc.index_add_(0, torch.from_numpy(idx.reshape(-1)), torch.from_numpy((heatmap * wt * inside).reshape(-1)))
+        (row_inside, row_at), (col_inside, col_at) = rows[dv], cols[du]
+        acc.index_add_(0, torch.from_numpy((row_at + col_at).reshape(-1)),
+                       torch.from_numpy((heatmap * wt * (row_inside & col_inside)).reshape(-1)))
     return acc.numpy().reshape(k, h, w) / np.float32(math.pi * (radius / stride) ** 2)
 
 
@@ -480,6 +483,8 @@ def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, 
     hough = _gaussian_blur(torch.from_numpy(hough_maps(heat, short, stride=stride, radius=radius)),
                            config.pgo_sigmas).numpy()
     pk, pi, pj = np.nonzero((hough == _local_max(hough)) & (hough > config.peak_threshold))
+    if not len(pk):
+        return PoseSegResult.empty(H, W)
     order = np.argsort(-hough[pk, pi, pj], kind="stable")  # best first; ties in map order
     pk, pi, pj = pk[order], pi[order], pj[order]
     field = _VoteField(heat, short, host["mid"].numpy(), stride=stride, radius=radius,
