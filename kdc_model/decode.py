@@ -428,10 +428,11 @@ def _upsample(seg: torch.Tensor, cell_labels: np.ndarray, stride: int, image_siz
         fv_values, fv_class = np.unique(fv, return_inverse=True)
         fu_values, fu_class = np.unique(fu, return_inverse=True)
         winner = _vote_corner(corners[:, example, None, None], fv_values[:, None], fu_values)  # [patterns, fv, fu]
-        ys, xs = np.divmod(voted, W)
+        fractions = (fv_class[:, None] * len(fu_values) + fu_class).reshape(-1)         # [H * W]
         at = block.reshape(-1)[voted]
-        labels_or_0 = np.concatenate([corners, np.zeros_like(corners[:1])])             # corner 4: none
-        label.reshape(-1)[voted] = labels_or_0[winner[pattern[at], fv_class[ys], fu_class[xs]], at]
+        corner = winner.reshape(-1)[pattern[at] * (len(fv_values) * len(fu_values)) + fractions[voted]]
+        labels_or_0 = np.concatenate([corners, np.zeros_like(corners[:1])]).reshape(-1)  # corner 4: none
+        label.reshape(-1)[voted] = labels_or_0[corner * corners.shape[1] + at]
     return seg_up, label
 
 
