@@ -41,10 +41,6 @@ _UNSET, _FOUND, _GUESSED, _REJECTED, _UNKNOWN = 0, 1, 2, 3, 4
 _WALKS_ON = np.array([False, True, True, False, False])  # by state: the walk goes on from found and guessed
 
 
-def _split_xy(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return t[0::2], t[1::2]
-
-
 def _gaussian_blur(maps: torch.Tensor, sigmas) -> torch.Tensor:
     """Blur each channel of [C, h, w] with its own sigma (cells); sigma <= 0 leaves it unchanged."""
     sig = torch.as_tensor(sigmas, dtype=maps.dtype, device=maps.device).clamp(min=1e-3)
@@ -69,7 +65,8 @@ def hough_maps(heatmap: np.ndarray, short: np.ndarray, *, stride: int, radius: f
     cols = [((col + d >= 0) & (col + d < w), np.clip(col + d, 0, w - 1)) for d in (0, 1)]
     rows = [((row + d >= 0) & (row + d < h), (np.arange(k) * h * w).reshape(k, 1, 1) + np.clip(row + d, 0, h - 1) * w)
             for d in (0, 1)]
-    # torch's index_add_ adds in index order in float32, so the sums do not depend on the platform.
+    # torch's index_add_ adds the votes one by one in float32 (np.bincount would sum in float64 and
+    # round differently).
     acc = torch.zeros(k * h * w)
     for dv, du, wt in ((0, 0, (1 - fv) * (1 - fu)), (0, 1, (1 - fv) * fu), (1, 0, fv * (1 - fu)), (1, 1, fv * fu)):
         (row_inside, row_at), (col_inside, col_at) = rows[dv], cols[du]
@@ -131,7 +128,8 @@ class _VoteField:
         d2 = (vx - pts[:, :1]) ** 2 + (vy - pts[:, 1:]) ** 2
         d2_min = np.where(heat > 0, d2, np.inf).min(axis=1, keepdims=True)
         d2_min = np.where(np.isfinite(d2_min), d2_min, 0.0)
-        return heat * np.exp(np.maximum(d2 - d2_min, 0.0) / -self.bandwidth2), vx, vy  # = exp(-(...) / b)
+        # x / -b is -x / b exactly, without an array for -x.
+        return heat * np.exp(np.maximum(d2 - d2_min, 0.0) / -self.bandwidth2), vx, vy
 
     def refine(self, types: np.ndarray, pts: np.ndarray, steps: int) -> np.ndarray:
         """Move points to the mean of the nearby votes of their type, `steps` times."""
@@ -401,17 +399,18 @@ def _upsample(seg: torch.Tensor, cell_labels: np.ndarray, stride: int, image_siz
     h, w = seg.shape
 
     def axis(n_px, n_cells):
+        """Per pixel along an axis: the cell at or before it (clamped to the map), and the fraction
+        of the way to the next one."""
         u = (np.arange(n_px, dtype=np.float32) - (stride - 1) / 2.0) / stride
         a0 = np.clip(np.floor(u), 0, n_cells - 1).astype(np.int64)
-        a1 = np.minimum(a0 + 1, n_cells - 1)
-        return a0, a1, np.clip(u - a0.astype(np.float32), 0, 1)
+        return a0, np.clip(u - a0.astype(np.float32), 0, 1)
 
-    j0, j1, fu = axis(W, w)
-    i0, i1, fv = axis(H, h)
+    j0, fu = axis(W, w)
+    i0, fv = axis(H, h)
     seg_up = F.interpolate(seg[None, None], size=(h * stride, w * stride), mode="bilinear", align_corners=False)
     seg_up = F.pad(seg_up, (0, W - w * stride, 0, H - h * stride), mode="replicate")[0, 0].numpy()
     # Block (a, b) holds the pixels whose top-left cell is (a, b); its corners are (a | a+1, b | b+1),
-    # clamped at the last row and column as i1 and j1 are.
+    # clamped at the last row and column.
     below = np.minimum(np.arange(h) + 1, h - 1)
     right = np.minimum(np.arange(w) + 1, w - 1)
     corners = np.stack([cell_labels, cell_labels[:, right], cell_labels[below],
