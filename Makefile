@@ -50,7 +50,7 @@ train-default: train-setup
 	source ./env.sh && if test -f runs/stage2/state.pt; then python -m kdc_model.train --out runs/stage2 --resume; \
 		else python -m kdc_model.train --data-root $(DATA) --out runs/stage2 \
 		--pseudo-labels runs/pseudo_labels $(STAGE2); fi
-	source ./env.sh && python scripts/package_default_weights.py runs/stage2/best.safetensors
+	source ./env.sh && python scripts/package_default_weights.py runs/stage2/last.safetensors
 
 env.sh: scripts/make_env.sh Makefile
 	scripts/make_env.sh $(VENV) $(PREFIX) > $@
@@ -65,7 +65,7 @@ demo: setup
 	source ./env.sh && python -m kdc_ros.demo
 
 bench: setup
-	source ./env.sh && python -m kdc_ros.bench --out bench_out
+	source ./env.sh && python -m kdc_ros.bench --out bench_out --backend torch onnxruntime --repeat 3
 
 clean:
 	rm -rf build $(PREFIX) env.sh $(VENV)
