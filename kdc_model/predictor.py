@@ -162,60 +162,87 @@ class Predictor:
 
         for image in images:
             check_image(image)
-        start = time.perf_counter()
-        batch, letterboxes = self.preprocess(images)
-        preprocessed = self._clock()
-        maps = {k: v.float() for k, v in activate(self.runner(batch)).items()}
-        inferred = self._clock()
-        results = []
-        for i, box in enumerate(letterboxes):
-            decoded = decode_people({k: v[i] for k, v in maps.items()}, stride=self.config.output_stride,
-                                    radius=self.config.radius, config=self.decoder,
-                                    image_size=(self.input_side, self.input_side))
-            results.append(self._to_original(decoded, box))
-        done = self._clock()
-        self.last_timing = {"preprocess_ms": (preprocessed - start) * 1e3, "network_ms": (inferred - preprocessed) * 1e3,
-                            "decode_ms": (done - inferred) * 1e3, "total_ms": (done - start) * 1e3}
+        # Images of one letterbox shape share a network call: a camera's frames always do, and an
+        # image's result never depends on what it was batched with.
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, image in enumerate(images):
+            groups.setdefault(self.input_shape([image]), []).append(i)
+        results: list = [None] * len(images)
+        timing = dict.fromkeys(("preprocess_ms", "network_ms", "decode_ms", "total_ms"), 0.0)
+        for indices in groups.values():
+            start = time.perf_counter()
+            batch, letterboxes = self.preprocess([images[i] for i in indices])
+            preprocessed = self._clock()
+            maps = {k: v.float() for k, v in activate(self.runner(batch)).items()}
+            inferred = self._clock()
+            input_size = tuple(batch.shape[-2:])
+            for j, (i, box) in enumerate(zip(indices, letterboxes)):
+                decoded = decode_people({k: v[j] for k, v in maps.items()}, stride=self.config.output_stride,
+                                        radius=self.config.radius, config=self.decoder, image_size=input_size)
+                results[i] = self._to_original(decoded, box, input_size)
+            done = self._clock()
+            for key, ms in (("preprocess_ms", preprocessed - start), ("network_ms", inferred - preprocessed),
+                            ("decode_ms", done - inferred), ("total_ms", done - start)):
+                timing[key] += ms * 1e3
+        self.last_timing = timing
         return results
 
+    def input_shape(self, images: list[np.ndarray]) -> tuple[int, int]:
+        """(H, W) of the network input for these images: each image's longer side becomes input_side,
+        and the batch is the smallest multiple of 32 that holds them all (a 640x480 camera gives
+        320x256 at input 320, not 320x320: a fifth less network and decoding, as padding is work
+        too). A runner with a fixed input shape (an ONNX file without free axes) gets its own."""
+        if getattr(self.runner, "fixed_size", None):
+            return tuple(self.runner.fixed_size)
+        height = width = 32
+        for image in images:
+            rh, rw = self._resized(*image.shape[:2])
+            height, width = max(height, math.ceil(rh / 32) * 32), max(width, math.ceil(rw / 32) * 32)
+        return height, width
+
+    def _resized(self, height: int, width: int) -> tuple[int, int]:
+        """An image's size in the letterbox: its longer side becomes input_side."""
+        side, scale = self.input_side, self.input_side / max(height, width)
+        return max(1, min(side, round(height * scale))), max(1, min(side, round(width * scale)))
+
     def preprocess(self, images: list[np.ndarray]) -> tuple[torch.Tensor, list[Letterbox]]:
-        """The normalised, letterboxed network input [B, 3, S, S] and how each image was placed.
+        """The normalised, letterboxed network input [B, 3, H, W] (H, W: input_shape) and how each
+        image was placed (top-left anchored).
 
         On the host, whatever the device: the resize runs on the uint8 pixels (PyTorch's bilinear,
         antialiased when shrinking: its uint8 kernels are much faster than its float ones and within one
         grey level of them), normalisation in float32 NumPy straight into a zeroed batch (0 is the mean
         colour, so the padding costs nothing); the device then gets one copy of the batch.
         """
-        side = self.input_side
-        batch = np.zeros((len(images), 3, side, side), np.float32)
+        height, width = self.input_shape(images)
+        batch = np.zeros((len(images), 3, height, width), np.float32)
         letterboxes = []
         for i, image in enumerate(images):
             h, w = image.shape[:2]
-            scale = side / max(h, w)
-            rh, rw = max(1, min(side, round(h * scale))), max(1, min(side, round(w * scale)))
+            rh, rw = self._resized(h, w)
             pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # a [3, h, w] view
             if (rh, rw) != (h, w):
                 pixels = F.interpolate(pixels[None], size=(rh, rw), mode="bilinear", align_corners=False,
-                                       antialias=scale < 1)[0]
+                                       antialias=rh < h)[0]
             placed = batch[i, :, :rh, :rw]
             np.subtract(pixels.numpy(), self._mean, out=placed)
             placed /= self._std
             letterboxes.append(Letterbox(h, w, rh, rw))
         return torch.from_numpy(batch).to(self.device, self.dtype, memory_format=self.memory_format), letterboxes
 
-    def _to_original(self, result: PoseSegResult, box: Letterbox) -> PoseSegResult:
+    def _to_original(self, result: PoseSegResult, box: Letterbox, input_size: tuple[int, int]) -> PoseSegResult:
         keypoints = result.keypoints.copy()
         keypoints[..., :2] = box.to_original(keypoints[..., :2])
         boxes = box.to_original(result.boxes.reshape(-1, 2, 2)).reshape(-1, 4)
         return PoseSegResult(keypoints=keypoints, scores=result.scores, boxes=boxes.astype(np.float32),
-                             label_map=self._label_map_to_original(result.label_map, box),
+                             label_map=self._label_map_to_original(result.label_map, box, input_size),
                              mask_scores=result.mask_scores)
 
-    def _label_map_to_original(self, label_map: np.ndarray, box: Letterbox) -> np.ndarray:
+    def _label_map_to_original(self, label_map: np.ndarray, box: Letterbox, input_size: tuple[int, int]) -> np.ndarray:
         """Crop the padding off a label map covering the network input, then nearest-resize it."""
-        lh, lw = label_map.shape  # the whole S x S input, at whatever resolution the decoder gives
-        crop_h = max(1, round(box.height * lh / self.input_side))
-        crop_w = max(1, round(box.width * lw / self.input_side))
+        lh, lw = label_map.shape  # the whole H x W input, at whatever resolution the decoder gives
+        crop_h = max(1, round(box.height * lh / input_size[0]))
+        crop_w = max(1, round(box.width * lw / input_size[1]))
         rows = ((np.arange(box.original_height) + 0.5) * crop_h / box.original_height).astype(np.intp)
         cols = ((np.arange(box.original_width) + 0.5) * crop_w / box.original_width).astype(np.intp)
         # Rows, then columns: two 1-D gathers cost a third of one 2-D fancy index.

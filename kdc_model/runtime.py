@@ -60,7 +60,7 @@ class TorchRunner:
 
 
 class OnnxRunner:
-    """The network exported to ONNX (batch axis free) in an onnxruntime InferenceSession.
+    """The network exported to ONNX (batch, height and width axes free) in an onnxruntime InferenceSession.
 
     `onnx` is a file to load, or to write first from `model` when absent (a cache); None exports in
     memory. Providers: TensorRT for backend "tensorrt"; CUDA when `device` is CUDA and onnxruntime has
@@ -78,7 +78,7 @@ class OnnxRunner:
         if onnx is not None and Path(onnx).is_file():
             source = str(onnx)
         else:
-            data = onnx_bytes(model, input_side, dynamic_batch=True)
+            data = onnx_bytes(model, input_side, dynamic_batch=True, dynamic_size=True)
             source = data if onnx is None else _write_cache(Path(onnx), data)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
@@ -87,6 +87,9 @@ class OnnxRunner:
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = onnxruntime.InferenceSession(source, options, providers=self._providers(onnxruntime))
         self.providers = self.session.get_providers()
+        # (H, W) when the file fixes the spatial axes (the Predictor then letterboxes to that square).
+        height, width = self.session.get_inputs()[0].shape[2:]
+        self.fixed_size = (height, width) if isinstance(height, int) and isinstance(width, int) else None
 
     def _providers(self, onnxruntime) -> list:
         available = onnxruntime.get_available_providers()
@@ -113,7 +116,7 @@ def onnx_cache_path(checkpoint: str | Path, input_side: int) -> Path:
     folder is writable, else in the temp folder. The name holds a digest of the checkpoint's bytes,
     the side and the export format, so a changed checkpoint or exporter never reuses a stale file."""
     checkpoint = Path(checkpoint)
-    digest = hashlib.sha256(f"{EXPORT_FORMAT_TAG} {torch.__version__} {input_side}\n".encode())
+    digest = hashlib.sha256(f"{EXPORT_FORMAT_TAG} free-size {torch.__version__} {input_side}\n".encode())
     with checkpoint.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)

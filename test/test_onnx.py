@@ -32,7 +32,9 @@ class SceneNet(nn.Module):
         self.net = KDCNet(SMALL)
         self.config = SMALL
         box = Predictor(self.net, device="cpu").preprocess([scene.image])[1][0]
-        keypoints, masks, ignore = _to_network_input(scene, box)
+        # Targets on a SIDE x SIDE canvas (the letterbox is anchored top-left); forward crops them to
+        # the input it gets, so the exported graph keeps free height and width axes.
+        keypoints, masks, ignore = _to_network_input(scene, box, (SIDE, SIDE))
         targets = encode_targets(keypoints, masks, ignore, image_size=(SIDE, SIDE), stride=SMALL.output_stride,
                                  radius=SMALL.radius)
         for key in HEAD_CHANNELS:
@@ -41,7 +43,7 @@ class SceneNet(nn.Module):
 
     def forward(self, images):
         raw = self.net(images)
-        return {key: raw[key] + getattr(self, key) for key in HEAD_CHANNELS}
+        return {key: raw[key] + getattr(self, key)[..., :raw[key].shape[-2], :raw[key].shape[-1]] for key in HEAD_CHANNELS}
 
 
 def test_backends_find_the_same_people():

@@ -37,13 +37,17 @@ class LookupNetwork(nn.Module):
         self.outputs.append(raw_outputs)
 
     def forward(self, images):
-        picks = [min(range(len(self.inputs)), key=lambda i: float((self.inputs[i] - x).abs().max()))
+        def distance(i, x):  # stored inputs of another letterbox shape never match
+            stored = self.inputs[i]
+            return float((stored - x).abs().max()) if stored.shape == x.shape else float("inf")
+
+        picks = [min(range(len(self.inputs)), key=lambda i: distance(i, x))
                  for x in images]
         return {k: torch.stack([self.outputs[i][k] for i in picks]) for k in HEAD_CHANNELS}
 
 
-def _to_network_input(scene, box):
-    """The scene's annotation moved into the letterboxed network input of side S."""
+def _to_network_input(scene, box, input_size):
+    """The scene's annotation moved into the letterboxed network input of size (H, W)."""
     keypoints = scene.keypoints.copy()
     scale = np.array([box.width / box.original_width, box.height / box.original_height])
     labelled = keypoints[..., 2] > 0
@@ -51,11 +55,11 @@ def _to_network_input(scene, box):
 
     def place(mask):
         resized = cv2.resize(mask.astype(np.uint8), (box.width, box.height), interpolation=cv2.INTER_NEAREST)
-        out = np.zeros((SIDE, SIDE), bool)
+        out = np.zeros(input_size, bool)
         out[:box.height, :box.width] = resized > 0
         return out
 
-    masks = np.stack([place(m) for m in scene.masks]) if len(scene.masks) else np.zeros((0, SIDE, SIDE), bool)
+    masks = np.stack([place(m) for m in scene.masks]) if len(scene.masks) else np.zeros((0, *input_size), bool)
     return keypoints, masks, place(scene.ignore)
 
 
@@ -67,8 +71,9 @@ def _perfect_predictor(scenes):
     assert predictor.input_side == SIDE
     for scene in scenes:
         batch, (box,) = predictor.preprocess([scene.image])
-        keypoints, masks, ignore = _to_network_input(scene, box)
-        targets = encode_targets(keypoints, masks, ignore, image_size=(SIDE, SIDE),
+        input_size = tuple(batch.shape[-2:])  # the letterbox: longer side SIDE, each side a multiple of 32
+        keypoints, masks, ignore = _to_network_input(scene, box, input_size)
+        targets = encode_targets(keypoints, masks, ignore, image_size=input_size,
                                  stride=SMALL.output_stride, radius=SMALL.radius)
         raw = {k: torch.as_tensor(targets[k], dtype=torch.float32) for k in HEAD_CHANNELS}
         for k in LOGIT_HEADS:
@@ -143,8 +148,13 @@ def test_real_network_batch_input_equals_single_inputs():
     batch, _ = predictor.preprocess(images)
     for i, image in enumerate(images):
         single, _ = predictor.preprocess([image])
-        torch.testing.assert_close(batch[i], single[0])
-    assert len(predictor.predict_batch(images)) == 2
+        h, w = single.shape[-2:]   # the batch holds both letterboxes: each image's own, then padding
+        torch.testing.assert_close(batch[i, :, :h, :w], single[0])
+        assert not batch[i, :, h:].any() and not batch[i, :, :, w:].any()
+    assert predictor.input_shape(images[:1]) == (128, 160) and predictor.input_shape(images[1:]) == (160, 64)
+    together = predictor.predict_batch(images)
+    for image, result in zip(images, together):
+        np.testing.assert_array_equal(predictor(image).label_map, result.label_map)
 
 
 @pytest.mark.parametrize("bad,reason", [
