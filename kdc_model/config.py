@@ -51,7 +51,7 @@ class ModelConfig:
     output_stride: int = 8             # heads are predicted at input/stride
     neck_channels: int = 64
     head_channels: int = 64
-    input_size: int = 321              # square letterbox side fed to the network (inference default)
+    input_size: int = 321              # letterbox longer side fed to the network (inference default)
     disk_radius: float = 32.0          # px at input 401 (paper); targets scale it by input_size / 401
     loss_weights: dict = field(default_factory=lambda: {
         "heatmap": 4.0, "short": 1.0, "mid": 0.25, "seg": 2.0, "embed": 0.125})

@@ -1,7 +1,7 @@
 """Predictor: RGB uint8 images in, PoseSegResult (in each image's own pixels) out.
 
-Per batch: letterbox each image on the host (resize its uint8 pixels to fit a square of side
-input_size rounded up to a multiple of 32, anchored top-left, padded), normalise, move the batch to
+Per batch: letterbox each image on the host (resize its uint8 pixels so the longer side is
+input_size, anchored top-left, padded to multiples of 32), normalise, move the batch to
 the device once, run the network once, activate the heads, decode each image, and undo the letterbox. The network runs in
 PyTorch or, exported to ONNX, in ONNX Runtime (kdc_model.runtime); everything else is shared.
 """
@@ -47,7 +47,7 @@ def load_model(checkpoint_or_name: str | Path | ModelConfig = "default", device:
     in memory. The default stays torch here (the network exactly as trained, and no export each time a
     ModelConfig is loaded, as the tests and tools do); the node's default is auto.
 
-    input_size: side of the square letterbox the network sees (default: the checkpoint's). The
+    input_size: longer side of the letterbox the network sees (default: the checkpoint's). The
     network is fully convolutional and learnt people of a given size in pixels, so a larger side
     finds smaller (more distant) people, at a cost growing with its square.
     """

@@ -99,7 +99,7 @@ SPECS: dict[str, ParameterSpec] = {
                                      "cuda without a GPU): true runs on CPU with a warning, false stops "
                                      "startup with an error."),
     "half": ParameterSpec(Parameter.Type.BOOL, "Half precision (float16) on CUDA."),
-    "input_size": ParameterSpec(Parameter.Type.INTEGER, "Side of the square letterbox the network sees, px "
+    "input_size": ParameterSpec(Parameter.Type.INTEGER, "Longer side of the letterbox the network sees, px "
                                 "(0 = the model's own); larger finds smaller, more distant people, at a cost "
                                 "growing with its square.", bounds=(0, 2048)),
     "backend": ParameterSpec(Parameter.Type.STRING, "What runs the network: auto (onnxruntime on CPU where "
