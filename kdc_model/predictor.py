@@ -1,9 +1,10 @@
 """Predictor: RGB uint8 images in, PoseSegResult (in each image's own pixels) out.
 
-Per batch: letterbox each image on the host (resize its uint8 pixels so the longer side is
-input_size, anchored top-left, padded to multiples of 32), normalise, move the batch to
-the device once, run the network once, activate the heads, decode each image, and undo the letterbox. The network runs in
-PyTorch or, exported to ONNX, in ONNX Runtime (kdc_model.runtime); everything else is shared.
+Per batch of one letterbox shape: letterbox each image on the host (resize its uint8 pixels so the
+longer side is input_size, anchored top-left, padded to multiples of 32), normalise, move the batch
+to the device once, run the network once, activate the heads, decode each image, and undo the
+letterbox. The network runs in PyTorch or, exported to ONNX, in ONNX Runtime (kdc_model.runtime);
+everything else is shared.
 """
 from __future__ import annotations
 
