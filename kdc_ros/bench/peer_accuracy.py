@@ -69,26 +69,9 @@ def split_counts(coco_gt: dict) -> dict:
 
 
 def yolo_rows(coco_gt: dict, paths: dict, sizes: list[int], work_dir: Path, threads: int, log=print) -> list[dict]:
-    from .peers import RUNNERS, clean_env
-    from .venvs import PEER_VENVS, ensure_venv
-    import subprocess
+    from .yolo_keypoints import yolo_keypoints
 
-    work_dir.mkdir(parents=True, exist_ok=True)
-    images_file, people_file = work_dir / "images.json", work_dir / "people.json"
-    images_file.write_text(json.dumps([{"id": i, "path": str(Path(p).resolve())} for i, p in paths.items()]))
-    python = ensure_venv(PEER_VENVS["ultralytics"], log=log)
-    command = [str(python), str(RUNNERS / "ultralytics_keypoints.py"), "--images", str(images_file),
-               "--sizes", ",".join(map(str, sizes)), "--work-dir", str(work_dir / "ultralytics"),
-               "--out", str(people_file), "--threads", str(threads)]
-    log(f"[peer_accuracy] yolo11n-pose at {sizes} on {len(paths)} images (venv ultralytics)")
-    people_file.unlink(missing_ok=True)
-    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env=clean_env(python, work_dir))
-    (work_dir / "ultralytics_keypoints.log").write_text(done.stdout)
-    if done.returncode != 0 or not people_file.exists():
-        raise RuntimeError(f"ultralytics_keypoints.py exited {done.returncode}: "
-                           + " | ".join(done.stdout.strip().splitlines()[-3:]))
-    output = json.loads(people_file.read_text())
+    output = yolo_keypoints(paths, sizes, work_dir, threads, log=log)
     shapes = {image["id"]: (image["height"], image["width"]) for image in coco_gt["images"]}
     rows = []
     for size in sizes:

