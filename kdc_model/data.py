@@ -56,6 +56,8 @@ class SourceSpec:
     pseudo_keypoints: bool = False    # with --pseudo-labels: train on the teacher-filled file (kdc_model.pseudo_labels)
     # Held-out validation images: None (none), "all", {"file_names": [...]} or {"frames": [...]}.
     val: object = None
+    # The validation report this source's held-out images belong to (peer_accuracy's table rows).
+    val_group: str = "coco_train2017"
 
     @classmethod
     def from_dict(cls, d: dict) -> "SourceSpec":

@@ -55,11 +55,14 @@ def evaluate_predictions(coco_gt, results: list[dict]) -> dict[str, float]:
     images each AP covers); an AP without images or predictions is 0."""
     data = coco_gt.dataset if hasattr(coco_gt, "dataset") else coco_gt
     gt = _normalised_ground_truth(data)
-    people_by_image: dict[int, list[dict]] = {}
+    people_by_image: dict[int, list[dict]] = {image["id"]: [] for image in gt["images"]}
     for ann in gt["annotations"]:
         if not ann.get("iscrowd", 0):
             people_by_image.setdefault(ann["image_id"], []).append(ann)
-    keypoint_images = sorted(i for i, anns in people_by_image.items() if any(a["num_keypoints"] > 0 for a in anns))
+    # Every image counts, as in COCOeval: a person found where nobody is annotated is a false positive,
+    # and people annotated without keypoints are COCOeval's "ignore" people (matching them costs nothing).
+    keypoint_images = sorted(people_by_image)
+    # Masks are scored on the images where no person lacks one (LSPET-like sources have none).
     segm_images = sorted(i for i, anns in people_by_image.items() if all(a.get("segmentation") for a in anns))
 
     metrics = {"keypoints_images": len(keypoint_images), "segm_images": len(segm_images)}
@@ -67,7 +70,6 @@ def evaluate_predictions(coco_gt, results: list[dict]) -> dict[str, float]:
     keypoint_results = [{k: r[k] for k in ("image_id", "category_id", "keypoints", "score")}
                         for r in results if "keypoints" in r and r["image_id"] in keypoint_set]
     metrics.update(_coco_stats(gt, keypoint_results, keypoint_images, "keypoints", KEYPOINT_STATS))
-    # Mask AP only over images whose every person (and crowd) has a mask; the others' annotations drop out.
     segm_gt = dict(gt, annotations=[a for a in gt["annotations"]
                                     if a["image_id"] in segm_set and a.get("segmentation")])
     segm_results = [{k: r[k] for k in ("image_id", "category_id", "segmentation", "score")}
@@ -163,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default="default", help="checkpoint path, or 'default' (packaged weights)")
     parser.add_argument("--out", required=True, type=Path, help="folder for metrics.json and predictions.png")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="letterbox longer side the network sees (default: the checkpoint's)")
+    parser.add_argument("--backend", default="torch", help="torch, onnxruntime, tensorrt or auto")
     parser.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
     parser.add_argument("--draw", type=int, default=12, help="images drawn into predictions.png")
     args = parser.parse_args(argv)
@@ -172,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         data = load_annotations(args.annotations)
-        predictor = load_model(args.checkpoint, device=args.device)
-    except (AnnotationError, CheckpointError) as err:
+        predictor = load_model(args.checkpoint, device=args.device, input_size=args.input_size,
+                               backend=args.backend)
+    except (AnnotationError, CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.max_images is not None:

@@ -120,7 +120,8 @@ class KDCNet(nn.Module):
         return {key: head(x) for key, head in self.heads.items()}
 
     def load_backbone_weights(self, path: str | Path) -> None:
-        """Load an ImageNet classifier state dict (a torchvision .pth, or .safetensors) into the backbone.
+        """Load an ImageNet classifier state dict (a torchvision .pth, or .safetensors), or the backbone
+        of a KDC checkpoint (a trained model whose neck and heads are to be replaced), into the backbone.
 
         The classifier layers (and MobileNetV2's last 1x1 conv) are not part of the backbone and are
         skipped; every backbone weight must be present with the right shape.
@@ -129,8 +130,10 @@ class KDCNet(nn.Module):
 
         state = read_state_dict(path)
         prefix = self.backbone.imagenet_prefix
+        if any(k.startswith("backbone.body.") for k in state):  # a KDC checkpoint: reuse its trained backbone
+            prefix = "backbone.body."
         wanted = self.backbone.body.state_dict()
-        weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and k[len(prefix):] in wanted}
+        weights = {k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix) and k[len(prefix):] in wanted}
         missing = sorted(set(wanted) - set(weights))
         if missing:
             raise CheckpointError(f"{path}: not ImageNet weights for {self.config.backbone}: "

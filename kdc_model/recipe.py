@@ -30,6 +30,7 @@ class TrainConfig:
     warmup_steps: int = 300
     final_lr_fraction: float = 0.02   # cosine decay ends at lr * this
     grad_clip: float = 5.0
+    ema_decay: float = 0.0        # >0: validate and save an exponential moving average of the weights (and BN statistics)
     epoch_size: int = 1000        # samples per epoch (only names the seeds: samples are drawn with replacement)
     workers: int = 2              # dataloader processes, one thread each
     threads: int | None = 1       # torch threads of the main (training) process on CPU (null: leave as is)
@@ -39,6 +40,7 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     val_every: int = 1000         # steps between validations (0: only at the end)
     val_max_images: int | None = None
+    val_sources: list[str] | None = None  # sources whose held-out images validate the run (null: all)
     backbone_weights: str | None = None  # ImageNet weights for a fresh run (not used when resuming)
     init_weights: str | None = None   # a KDC checkpoint to start a fresh run from (fine-tuning)
 

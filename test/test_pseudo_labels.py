@@ -41,7 +41,7 @@ def test_mask_only_person_gets_the_matching_teacher_person():
                              "keypoints": [0] * 51, "num_keypoints": 0}]}
     confs = [np.full(NUM_KEYPOINTS, 0.9), np.where(np.arange(NUM_KEYPOINTS) == 3, 0.2, 0.9)]
     filled, counts = fill_annotations(data, {1: _teacher([a, b], confs)}, np.ones(NUM_KEYPOINTS, bool))
-    assert counts == {"people": 1, "filled": 1}
+    assert counts == {"people": 1, "filled": 1, "bystanders": 0}
     kp = np.asarray(filled["annotations"][0]["keypoints"]).reshape(-1, 3)
     visible = np.arange(NUM_KEYPOINTS) != 3
     np.testing.assert_allclose(kp[visible, :2], b[visible, :2], atol=0.01)  # b, not a
@@ -114,3 +114,46 @@ def test_training_reads_pseudo_file_validation_reads_real(tmp_path):
     (tmp_path / "pseudo" / "s.json").write_text(json.dumps(dict(pseudo, images=images[:1])))
     with pytest.raises(AnnotationError, match="s.json"):
         load_sources([spec], tmp_path, tmp_path / "pseudo")
+
+
+def _lspet_image(annotated, teacher_people, confs=None):
+    label = annotated.copy()
+    label[:5] = 0                              # LSPET: no face
+    data = {"images": [{"id": 1, "file_name": "a.png", "height": 400, "width": 400}],
+            "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "iscrowd": 0,
+                             "keypoints": label.reshape(-1).tolist(), "num_keypoints": 12}]}
+    source = np.zeros(NUM_KEYPOINTS, bool)
+    source[BODY] = True
+    return data, {1: _teacher(teacher_people, confs)}, source
+
+
+def test_bystanders_of_a_one_person_source_become_pseudo_people():
+    annotated, bystander = _person(20, 20), _person(250, 150)
+    data, teacher, source = _lspet_image(annotated, [annotated + [1, 1, 0], bystander])
+    filled, counts = fill_annotations(data, teacher, source, add_bystanders=True)
+    assert counts == {"people": 1, "filled": 1, "bystanders": 1}
+    added = filled["annotations"][1]
+    assert added["pseudo_person"] and added["image_id"] == 1 and added["id"] == 8
+    np.testing.assert_allclose(np.asarray(added["keypoints"]).reshape(-1, 3)[:, :2], bystander[:, :2], atol=0.01)
+    assert "segmentation" not in added         # no mask: its pixels stay unknown to the segmentation loss
+    # The annotated person's own teacher copy is not added a second time, and without the option nobody is.
+    assert fill_annotations(data, teacher, source)[1]["bystanders"] == 0
+
+
+def test_no_bystanders_where_the_annotated_person_went_unmatched():
+    """A bystander's pseudo channels would mark the unmatched person's unlabelled face as known."""
+    annotated, bystander = _person(20, 20), _person(250, 150)
+    data, teacher, source = _lspet_image(annotated, [bystander])
+    filled, counts = fill_annotations(data, teacher, source, add_bystanders=True)
+    assert counts == {"people": 1, "filled": 0, "bystanders": 0}
+    assert len(filled["annotations"]) == 1
+
+
+def test_unsure_or_partial_teacher_people_are_not_added():
+    annotated, bystander = _person(20, 20), _person(250, 150)
+    few = np.where(np.arange(NUM_KEYPOINTS) < 4, 0.9, 0.1)   # 4 confident keypoints < bystander_keypoints
+    data, teacher, source = _lspet_image(annotated, [annotated, bystander], [np.full(NUM_KEYPOINTS, 0.9), few])
+    assert fill_annotations(data, teacher, source, add_bystanders=True)[1]["bystanders"] == 0
+    teacher[1]["scores"] = [0.9, 0.4]          # whole, but below bystander_score
+    teacher[1]["keypoints"][1] = [[x, y, 0.9] for x, y, _ in teacher[1]["keypoints"][1]]
+    assert fill_annotations(data, teacher, source, add_bystanders=True)[1]["bystanders"] == 0

@@ -86,3 +86,40 @@ def test_fine_tuning_starts_from_the_given_weights(data_root, tmp_path):
         train.main(["--config", str(tmp_path / "wider.yaml"), "--data-root", str(data_root), "--out",
                     str(tmp_path / "third"), "--set", f"train.init_weights={first / 'last.safetensors'}",
                     "--no-progress"])
+
+
+def test_a_wider_model_starts_from_a_trained_backbone(data_root, tmp_path):
+    """train.backbone_weights may name a KDC checkpoint: its backbone is reused, the neck and heads
+    (here wider) start fresh."""
+    first, wider_run = tmp_path / "first", tmp_path / "wider"
+    common = ["--config", data_root / "recipe.yaml", "--data-root", data_root]
+    _run(*common, "--out", first, "--stop-at", 2)
+    wider = yaml.safe_load((data_root / "recipe.yaml").read_text())
+    wider["model"]["neck_channels"] = wider["model"]["head_channels"] = 32
+    (tmp_path / "wider.yaml").write_text(yaml.safe_dump(wider))
+    _run("--config", tmp_path / "wider.yaml", "--data-root", data_root, "--out", wider_run,
+         "--backbone-weights", first / "last.safetensors", "--stop-at", 0)
+    _, trained = load_checkpoint(first / "last.safetensors")
+    config, loaded = load_checkpoint(wider_run / "last.safetensors")
+    assert config.neck_channels == 32
+    backbone = [k for k in trained if k.startswith("backbone.")]
+    assert backbone and all(torch.equal(loaded[k], trained[k]) for k in backbone)
+    assert loaded["heads.short.out.weight"].shape[1] == 32
+
+
+def test_ema_weights_are_validated_saved_and_resumed_exactly(data_root, tmp_path):
+    """train.ema_decay: the saved model is the moving average (not the last step's weights), and a
+    paused run resumes it exactly."""
+    paused, straight = tmp_path / "paused", tmp_path / "straight"
+    common = ["--config", data_root / "recipe.yaml", "--data-root", data_root, "--set", "train.ema_decay=0.5"]
+    _run(*common, "--out", paused, "--stop-at", 2)
+    _run("--out", paused, "--resume", "--data-root", data_root)
+    _run(*common, "--out", straight)
+    state = torch.load(straight / "state.pt", weights_only=True)
+    _, saved = load_checkpoint(straight / "last.safetensors")
+    _, resumed = load_checkpoint(paused / "last.safetensors")
+    key = "heads.short.out.weight"
+    assert not torch.allclose(saved[key], state["model"][key])     # the average, not the raw weights
+    torch.testing.assert_close(saved[key], state["ema"][f"module.{key}"])
+    for k, value in saved.items():
+        torch.testing.assert_close(resumed[k], value, rtol=1e-5, atol=1e-6, msg=k)

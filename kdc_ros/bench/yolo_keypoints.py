@@ -21,7 +21,13 @@ def yolo_keypoints(paths: dict[int, Path], sizes: list[int], work_dir: Path, thr
 
     work_dir.mkdir(parents=True, exist_ok=True)
     images_file, people_file = work_dir / "images.json", work_dir / "people.json"
-    images_file.write_text(json.dumps([{"id": i, "path": str(Path(p).resolve())} for i, p in paths.items()]))
+    request_file = work_dir / "request.json"
+    images = [{"id": i, "path": str(Path(p).resolve())} for i, p in paths.items()]
+    request = json.dumps({"images": images, "sizes": list(sizes), "conf": conf})
+    if request_file.is_file() and request_file.read_text() == request and people_file.is_file():
+        return json.loads(people_file.read_text())  # the same images, sizes and floor: the teacher ran already
+    request_file.unlink(missing_ok=True)
+    images_file.write_text(json.dumps(images))
     python = venvs.ensure_venv(venvs.PEER_VENVS["ultralytics"], log=log)
     command = [str(python), str(RUNNERS / "ultralytics_keypoints.py"), "--images", str(images_file),
                "--sizes", ",".join(map(str, sizes)), "--work-dir", str(work_dir / "ultralytics"),
@@ -36,4 +42,5 @@ def yolo_keypoints(paths: dict[int, Path], sizes: list[int], work_dir: Path, thr
     if done.returncode != 0 or not people_file.exists():
         raise RuntimeError(f"ultralytics_keypoints.py exited {done.returncode}: "
                            + " | ".join(done.stdout.strip().splitlines()[-3:]))
+    request_file.write_text(request)
     return json.loads(people_file.read_text())
