@@ -1,12 +1,21 @@
 """sensor_msgs/Image and CompressedImage -> RGB uint8 array (H x W x 3), with NumPy and OpenCV only.
 
 No cv_bridge: it is not on PyPI and breaks across NumPy major versions. Every refusal is an
-ImageError whose message names the problem, so the node can log it and count it.
+ImageError whose message names the problem, so the node can log it and count it. Strings taken from
+a message (encoding, format) are cut to MAX_SHOWN_CHARS in those messages: a hostile 4 MiB encoding
+must not become a 4 MiB log line or diagnostics value.
+
+Sizes are checked before any pixel work: width x height against max_pixels, and the aspect ratio
+against MAX_ASPECT_RATIO (a 16,000,000 x 1 frame is within max_pixels but costs seconds and a
+gigabyte to letterbox, and no person fits in it). A compressed image's size comes from its header
+(kdc_ros.image_header), so a decompression bomb is refused before it is decoded.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from .image_header import HeaderError, read_header
 
 # Encoding -> (bytes per pixel, OpenCV conversion to RGB or None for a NumPy path).
 # YUV 4:2:2 packs two pixels in four bytes; ROS's "yuv422" is UYVY, "yuv422_yuy2" is YUYV.
@@ -35,6 +44,8 @@ _SIXTEEN_BIT = ("mono16", "16uc1")
 _YUV422 = ("yuv422", "uyvy", "yuv422_yuy2", "yuyv")
 
 DEFAULT_MAX_PIXELS = 4096 * 4096
+MAX_ASPECT_RATIO = 32       # longer side / shorter side; wider than 32:9 panoramas, far below a line scan
+MAX_SHOWN_CHARS = 64        # of a string from a message, in an error message
 
 
 class ImageError(ValueError):
@@ -45,11 +56,11 @@ def image_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """RGB uint8 [H, W, 3] pixels of a sensor_msgs/Image (a new writable array, never a view of msg)."""
     encoding = msg.encoding.lower()
     if encoding not in _CONVERSIONS:
-        raise ImageError(f"unknown encoding {msg.encoding!r} (supported: {', '.join(SUPPORTED_ENCODINGS)})")
+        raise ImageError(f"unknown encoding {shown(msg.encoding)} (supported: {', '.join(SUPPORTED_ENCODINGS)})")
     height, width, step = msg.height, msg.width, msg.step
     if height == 0 or width == 0 or len(msg.data) == 0:
         raise ImageError(f"empty image ({width}x{height}, {len(msg.data)} bytes)")
-    _check_size(width, height, max_pixels)
+    check_size(width, height, max_pixels)
     bytes_per_pixel, conversion = _CONVERSIONS[encoding]
     if encoding in _YUV422 and width % 2:
         raise ImageError(f"{encoding} needs an even width, got {width}")
@@ -73,22 +84,28 @@ def image_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
 
 
 def compressed_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """RGB uint8 [H, W, 3] pixels of a sensor_msgs/CompressedImage (JPEG, PNG or anything OpenCV reads)."""
+    """RGB uint8 [H, W, 3] pixels of a sensor_msgs/CompressedImage (JPEG, PNG, BMP, TIFF or WebP)."""
     data = np.frombuffer(msg.data, np.uint8)
     if data.size == 0:
-        raise ImageError(f"empty compressed image (format {msg.format!r})")
-    # Read the size from the header first, so a decompression bomb is refused before it is decoded.
-    size = _header_size(data)
-    if size is not None:
-        _check_size(*size, max_pixels)
-    if _is_jpeg(data) and not _ends_jpeg(data):
+        raise ImageError(f"empty compressed image (format {shown(msg.format)})")
+    # The size from the header first, so a decompression bomb is refused before it is decoded.
+    try:
+        header = read_header(data.tobytes())
+    except HeaderError as err:
+        raise ImageError(f"cannot decode compressed image (format {shown(msg.format)}, {data.size} bytes): "
+                         f"{err}") from None
+    check_size(header.width, header.height, max_pixels)
+    if header.buffer_pixels > max_pixels:
+        raise ImageError(f"{header.format} decoding buffer too large: {header.buffer_pixels} pixels > "
+                         f"max_pixels {max_pixels} (tiles or strips larger than the image)")
+    if header.format == "JPEG" and not _ends_jpeg(data):
         # libjpeg "decodes" a truncated file into a half-grey image; refuse it instead.
         raise ImageError(f"truncated JPEG ({data.size} bytes, no end-of-image marker)")
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ImageError(f"cannot decode compressed image (format {msg.format!r}, {data.size} bytes): "
-                         f"truncated or not an image")
-    _check_size(bgr.shape[1], bgr.shape[0], max_pixels)
+        raise ImageError(f"cannot decode compressed image (format {shown(msg.format)}, {data.size} bytes): "
+                         f"truncated or corrupt {header.format}")
+    check_size(bgr.shape[1], bgr.shape[0], max_pixels)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -101,36 +118,24 @@ def rgb_to_image(rgb: np.ndarray, header):
                  step=3 * width, data=np.ascontiguousarray(rgb).tobytes())
 
 
-def _check_size(width: int, height: int, max_pixels: int) -> None:
+def shown(text: str) -> str:
+    """`text` quoted for an error message, cut to MAX_SHOWN_CHARS characters (it may come from a hostile
+    message: a log line or diagnostics value must stay short whatever it holds)."""
+    text = str(text)
+    if len(text) <= MAX_SHOWN_CHARS:
+        return repr(text)
+    return f"{text[:MAX_SHOWN_CHARS]!r}... ({len(text)} characters)"
+
+
+def check_size(width: int, height: int, max_pixels: int) -> None:
+    """ImageError unless a width x height image is within max_pixels and MAX_ASPECT_RATIO."""
     if width * height > max_pixels:
         raise ImageError(f"image too large: {width}x{height} = {width * height} pixels > max_pixels {max_pixels}")
-
-
-def _is_jpeg(data: np.ndarray) -> bool:
-    return data.size >= 3 and data[0] == 0xFF and data[1] == 0xD8
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ImageError(f"image {width}x{height} has an aspect ratio above {MAX_ASPECT_RATIO}:1")
 
 
 def _ends_jpeg(data: np.ndarray) -> bool:
     # Some cameras pad after the end-of-image marker; look for it near the end.
     tail = data[-64:].tobytes()
     return b"\xff\xd9" in tail
-
-
-def _header_size(data: np.ndarray) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header, None for other formats or a header we cannot read."""
-    raw = data[:65536].tobytes()
-    if raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) >= 24:
-        return int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
-    if raw[:2] == b"\xff\xd8":
-        i = 2
-        while i + 9 < len(raw) and raw[i] == 0xFF:
-            marker = raw[i + 1]
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
-                i += 2
-                continue
-            length = int.from_bytes(raw[i + 2:i + 4], "big")
-            # SOF0..SOF15 carry the frame size (C4, C8 and CC are other tables).
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                return int.from_bytes(raw[i + 7:i + 9], "big"), int.from_bytes(raw[i + 5:i + 7], "big")
-            i += 2 + length
-    return None
