@@ -6,17 +6,18 @@ The ONNX graph is the network only: input `images` [B, 3, H, W] (ImageNet-normal
 H and W multiples of 32) -> the five raw head outputs named by kdc_model.heads.HEAD_CHANNELS
 (`heatmap`, `short`, `mid`, `seg`, `embed`: logits / input-pixel offsets, before `activate`).
 Letterboxing, activation and decoding stay in kdc_model.predictor. The ModelConfig JSON is stored in
-the model's metadata_props (key `config`, next to `format`, `format_version` and `input_side`), so
-the file carries what the decoder needs. Without --dynamic the input is [1, 3, S, S]; with it the
+the model's metadata_props (key `config`, next to `format`, `format_version`, `input_side` and
+`weights_sha256`, the digest of the weights it was exported from), so the file carries what the
+decoder needs and says which network it is. Without --dynamic the input is [1, 3, S, S]; with it the
 batch, height and width are free. Uses the TorchScript exporter (dynamo=False): it needs no onnxscript.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import math
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -59,7 +60,7 @@ def onnx_bytes(model: torch.nn.Module, input_side: int, *, dynamic_batch: bool =
                           dynamic_axes=axes or None, opset_version=OPSET, dynamo=False)
     proto = onnx.load_from_string(buffer.getvalue())
     metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "input_side": str(input_side),
-                "config": json.dumps(model.config.to_dict())}
+                "config": json.dumps(model.config.to_dict()), "weights_sha256": weights_sha256(model)}
     del proto.metadata_props[:]
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
@@ -67,14 +68,27 @@ def onnx_bytes(model: torch.nn.Module, input_side: int, *, dynamic_batch: bool =
     return proto.SerializeToString()
 
 
+def weights_sha256(model: torch.nn.Module) -> str:
+    """SHA-256 of a network's config and every tensor of its state dict (names, dtypes, shapes, bytes):
+    what an export claims to come from, checked against the network before a cached export runs."""
+    config = getattr(model, "config", None)
+    digest = hashlib.sha256(json.dumps(config.to_dict() if config is not None else None, sort_keys=True).encode())
+    for name, tensor in model.state_dict().items():
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"\n{name} {flat.dtype} {tuple(tensor.shape)}\n".encode())
+        digest.update(flat.view(torch.uint8).numpy() if flat.numel() else b"")
+    return digest.hexdigest()
+
+
 def export_onnx(model: torch.nn.Module, path: str | Path, input_side: int, *, dynamic_batch: bool = False,
                 dynamic_size: bool = False) -> Path:
-    """Write onnx_bytes(...) to `path` (atomically: a crash never leaves half a file there)."""
+    """Write onnx_bytes(...) to `path` atomically (a crash never leaves half a file there), through a
+    new file of a random name (O_EXCL | O_NOFOLLOW): a symlink planted in the folder clobbers nothing."""
+    from .private_files import write_atomic
+
     path = Path(path)
     data = onnx_bytes(model, input_side, dynamic_batch=dynamic_batch, dynamic_size=dynamic_size)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    write_atomic(path, data, mode=0o666)  # an ordinary output file: the umask decides who may read it
     return path
 
 

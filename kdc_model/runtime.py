@@ -8,6 +8,7 @@ the Predictor's, shared by every backend.
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 import warnings
 from pathlib import Path
@@ -16,7 +17,11 @@ import numpy as np
 import torch
 
 from .backends import check_backend
-from .export import EXPORT_FORMAT_TAG, INPUT_NAME, OUTPUT_NAMES, onnx_bytes
+from .export import EXPORT_FORMAT_TAG, INPUT_NAME, OUTPUT_NAMES, onnx_bytes, weights_sha256
+from .private_files import UntrustedFile, folder_problem, read_private, user_cache_folder, write_atomic
+
+MAX_ONNX_BYTES = 2 << 30        # protobuf's own limit for one serialised model
+MAX_CLAIM_BYTES = 64 << 10
 
 
 class TorchRunner:
@@ -62,9 +67,10 @@ class TorchRunner:
 class OnnxRunner:
     """The network exported to ONNX (batch, height and width axes free) in an onnxruntime InferenceSession.
 
-    `onnx` is a file to load, or to write first from `model` when absent (a cache); None exports in
-    memory. Providers: TensorRT for backend "tensorrt"; CUDA when `device` is CUDA and onnxruntime has
-    it (else CPU, with a warning); CPU otherwise. Intra-op threads follow torch.get_num_threads(), so
+    `onnx` is a cache file (cached_export: used only when verified to be the export of `model`, else
+    exported again and rewritten, never an error); None exports in memory. Providers: TensorRT for
+    backend "tensorrt"; CUDA when `device` is CUDA and onnxruntime has it (else CPU, with a warning);
+    CPU otherwise. Intra-op threads follow torch.get_num_threads(), so
     the two backends compare at equal threads.
     """
 
@@ -75,17 +81,26 @@ class OnnxRunner:
         check_backend(backend)
         self.backend = backend
         self.device = torch.device(device)
-        if onnx is not None and Path(onnx).is_file():
-            source = str(onnx)
-        else:
-            data = onnx_bytes(model, input_side, dynamic_batch=True, dynamic_size=True)
-            source = data if onnx is None else _write_cache(Path(onnx), data)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = onnxruntime.InferenceSession(source, options, providers=self._providers(onnxruntime))
+        providers = self._providers(onnxruntime)
+        self.session = None
+        if onnx is not None:
+            cached = cached_export(Path(onnx), model, input_side)
+            if cached is not None:
+                try:
+                    self.session = onnxruntime.InferenceSession(cached, options, providers=providers)
+                except Exception as err:  # e.g. InvalidProtobuf: a bad cache file costs an export, nothing more
+                    warnings.warn(f"cached ONNX export {onnx} does not load ({_first_line(err)}); exporting "
+                                  f"again", RuntimeWarning, stacklevel=2)
+        if self.session is None:
+            data = onnx_bytes(model, input_side, dynamic_batch=True, dynamic_size=True)
+            if onnx is not None:
+                store_export(Path(onnx), model, input_side, data)
+            self.session = onnxruntime.InferenceSession(data, options, providers=providers)
         self.providers = self.session.get_providers()
         # (H, W) when the file fixes the spatial axes (the Predictor then letterboxes to that square).
         height, width = self.session.get_inputs()[0].shape[2:]
@@ -111,21 +126,96 @@ class OnnxRunner:
         return {k: torch.from_numpy(v).to(self.device) for k, v in zip(OUTPUT_NAMES, outputs)}
 
 
-def onnx_cache_path(checkpoint: str | Path, input_side: int) -> Path:
+def onnx_cache_path(checkpoint: str | Path, input_side: int) -> Path | None:
     """Where the ONNX export of `checkpoint` at `input_side` is cached: beside the checkpoint when that
-    folder is writable, else in the temp folder. The name holds a digest of the checkpoint's bytes,
-    the side and the export format, so a changed checkpoint or exporter never reuses a stale file."""
+    folder is this user's own (owned by them, not writable by group or others) and writable, else in
+    the per-user cache folder ($XDG_CACHE_HOME or ~/.cache, /kdc_ros/onnx, created 0700); None (export
+    in memory, with a warning) when neither exists. Never a shared folder such as the temp folder:
+    anyone who can read the weights could compute the name and plant a network there.
+
+    The name holds a digest of the checkpoint's bytes, the side and the exporter, so a changed
+    checkpoint or exporter never reuses a stale file."""
     checkpoint = Path(checkpoint)
-    digest = hashlib.sha256(f"{EXPORT_FORMAT_TAG} free-size {torch.__version__} {input_side}\n".encode())
+    digest = hashlib.sha256(f"{_exporter()} {input_side}\n".encode())
     with checkpoint.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     name = f"{checkpoint.stem}.s{input_side}.{digest.hexdigest()[:12]}.onnx"
-    folder = checkpoint.parent
-    if not _writable(folder):
-        folder = Path(tempfile.gettempdir()) / "kdc_model_onnx"
-        folder.mkdir(parents=True, exist_ok=True)
+    folder = checkpoint.resolve().parent
+    if folder_problem(folder) is None and _writable(folder):
+        return folder / name
+    folder, problem = user_cache_folder()
+    if folder is None:
+        warnings.warn(f"no private folder for the ONNX export cache ({problem}); exporting in memory",
+                      RuntimeWarning, stacklevel=3)
+        return None
     return folder / name
+
+
+def cached_export(path: Path, model: torch.nn.Module, input_side: int) -> bytes | None:
+    """The cached export at `path` when it is verified to be `model`'s, else None (with the reason as a
+    RuntimeWarning, except when there is simply no file yet).
+
+    Verified: the folder and both files (the .onnx and its claim, <name>.json) are this user's own
+    (kdc_model.private_files: no symlink, not writable by others), the claim names this exporter, this
+    input side and the SHA-256 of `model`'s weights, and the .onnx bytes have the SHA-256 the claim
+    gives. The bytes returned are the ones checked (no second read a swap could slip into).
+    """
+    problem = folder_problem(path.parent)
+    if problem is None:
+        try:
+            claim = json.loads(read_private(_claim_path(path), MAX_CLAIM_BYTES))
+            data = read_private(path, MAX_ONNX_BYTES)
+            problem = _claim_problem(claim, _expected_claim(model, input_side), hashlib.sha256(data).hexdigest())
+        except FileNotFoundError:
+            return None  # not exported yet
+        except (UntrustedFile, ValueError) as err:  # ValueError: a claim that is not JSON
+            problem = str(err)
+    if problem is not None:
+        warnings.warn(f"not using the cached ONNX export {path}: {problem}; exporting again", RuntimeWarning,
+                      stacklevel=3)
+        return None
+    return data
+
+
+def store_export(path: Path, model: torch.nn.Module, input_side: int, data: bytes) -> bool:
+    """Write `data` (model's export) and its claim beside it, atomically, in a folder of this user's
+    own; False (with a warning) when that cannot be done: the export is then used from memory."""
+    problem = folder_problem(path.parent)
+    claim = dict(_expected_claim(model, input_side), onnx_sha256=hashlib.sha256(data).hexdigest())
+    try:
+        if problem is not None:
+            raise UntrustedFile(problem)
+        write_atomic(path, data)
+        write_atomic(_claim_path(path), json.dumps(claim, indent=1).encode())
+    except OSError as err:
+        warnings.warn(f"could not cache the ONNX export at {path} ({err}); using it from memory",
+                      RuntimeWarning, stacklevel=4)
+        return False
+    return True
+
+
+def _exporter() -> str:
+    return f"{EXPORT_FORMAT_TAG} free-size torch {torch.__version__}"
+
+
+def _claim_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _expected_claim(model: torch.nn.Module, input_side: int) -> dict:
+    return {"exporter": _exporter(), "input_side": input_side, "weights_sha256": weights_sha256(model)}
+
+
+def _claim_problem(claim, expected: dict, onnx_sha256: str) -> str | None:
+    if not isinstance(claim, dict):
+        return "its claim is not a JSON object"
+    for key, value in expected.items():
+        if claim.get(key) != value:
+            return f"it claims {key} {str(claim.get(key))[:80]!r}, expected {value!r}"
+    if claim.get("onnx_sha256") != onnx_sha256:
+        return f"its bytes have SHA-256 {onnx_sha256[:16]}..., not the {str(claim.get('onnx_sha256'))[:16]}... claimed"
+    return None
 
 
 def _writable(folder: Path) -> bool:
@@ -136,19 +226,9 @@ def _writable(folder: Path) -> bool:
         return False
 
 
-def _write_cache(path: Path, data: bytes) -> str:
-    """Write the export to `path` atomically and return it (the bytes are used directly if that fails)."""
-    import os
-
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    try:
-        partial.write_bytes(data)
-        os.replace(partial, path)
-    except OSError as err:
-        warnings.warn(f"could not cache the ONNX export at {path} ({err}); using it from memory",
-                      RuntimeWarning, stacklevel=3)
-        return data
-    return str(path)
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:300]
 
 
 def make_runner(model: torch.nn.Module, backend: str, input_side: int, device: torch.device,
