@@ -46,8 +46,9 @@ def load_model(checkpoint_or_name: str | Path | ModelConfig = "default", device:
     backend_reason says why); ValueError with the reason when a named one cannot run here. The ONNX
     export of a checkpoint is cached beside it when that folder is the user's own, else in the
     per-user cache folder, and used only when verified (kdc_model.runtime.onnx_cache_path,
-    cached_export); a ModelConfig's is exported in memory. The default stays torch here (the network exactly as trained, and no export each time a
-    ModelConfig is loaded, as the tests and tools do); the node's default is auto.
+    cached_export); a ModelConfig's is exported in memory. The default stays torch here (the network
+    exactly as trained, and no export each time a ModelConfig is loaded, as the tests and tools do);
+    the node's default is auto.
 
     input_size: longer side of the letterbox the network sees (default: the checkpoint's). The
     network is fully convolutional and learnt people of a given size in pixels, so a larger side
@@ -113,7 +114,8 @@ class Predictor:
     """A KDC network on a device, with its preprocessing and decoder. Call it on an RGB uint8 image.
 
     backend: "torch" runs `model` itself; "onnxruntime"/"tensorrt" run its ONNX export (`onnx`: a
-    cache file, read when verified to be this model's export, else written; None: exported in memory), see kdc_model.runtime;
+    cache file, read when verified to be this model's export, else written; None: exported in
+    memory), see kdc_model.runtime;
     "auto" picks one of them for the device (kdc_model.backends.auto_backend), `backend` then holds
     the pick and `backend_reason` why.
     last_timing: milliseconds of the last call per stage (preprocess, network, decode, total).
