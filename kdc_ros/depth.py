@@ -23,7 +23,15 @@ class PinholeCamera:
 
     @classmethod
     def from_k(cls, k) -> "PinholeCamera":
-        k = np.asarray(k, np.float64).reshape(3, 3)
+        k = np.asarray(k, np.float64)
+        if k.size != 9:
+            raise ValueError(f"camera intrinsics K has {k.size} values, not 9")
+        k = k.reshape(3, 3)
+        # NaN or inf would silently invalidate every 3D keypoint (and NaN passes `<= 0`).
+        used = k[[0, 1, 0, 1], [0, 1, 2, 2]]
+        if not np.isfinite(used).all():
+            raise ValueError(f"camera intrinsics are not finite: fx={k[0, 0]}, fy={k[1, 1]}, cx={k[0, 2]}, "
+                             f"cy={k[1, 2]}")
         if k[0, 0] <= 0 or k[1, 1] <= 0:
             raise ValueError(f"camera intrinsics have non-positive focal length: fx={k[0, 0]}, fy={k[1, 1]}")
         return cls(fx=float(k[0, 0]), fy=float(k[1, 1]), cx=float(k[0, 2]), cy=float(k[1, 2]))

@@ -1,6 +1,7 @@
 """One camera's depth input for the node: recent aligned depth frames + intrinsics -> 3D keypoints.
 
-Subscription callbacks store depth images (kdc_ros.stamp_cache, bounded) and the newest CameraInfo;
+Subscription callbacks store depth images (kdc_ros.stamp_cache, bounded in frames and bytes; a frame
+whose encoding, size or data length is wrong is refused before it is stored) and the newest CameraInfo;
 the inference worker asks for the 3D keypoints of a colour frame's people (`lift`): the depth frame
 with the same stamp (or the nearest within a tolerance) is converted with NumPy (no cv_bridge) and
 kdc_ros.depth.lift_keypoints does the rest. When anything is missing the answer says why and holds
@@ -16,18 +17,19 @@ import numpy as np
 from kdc_model import PoseSegResult
 
 from .depth import PinholeCamera, depth_to_metres, lift_keypoints
-from .image_io import DEFAULT_MAX_PIXELS, ImageError
+from .image_io import DEFAULT_MAX_PIXELS, ImageError, shown
 from .stamp_cache import StampCache, stamp_ns
 
 # Encoding -> (dtype of one little-endian sample, depth_to_metres' encoding).
 _DEPTH_ENCODINGS = {"16uc1": ("<u2", "16UC1"), "mono16": ("<u2", "16UC1"), "32fc1": ("<f4", "32FC1")}
 
 
-def depth_image_to_metres(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """float32 metres [H, W] (NaN = no reading) of a sensor_msgs/Image in 16UC1 (mm) or 32FC1 (m)."""
+def check_depth_image(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.dtype, str]:
+    """(sample dtype, depth_to_metres' encoding) of a depth sensor_msgs/Image whose encoding, size and
+    data length are right; ImageError naming the problem otherwise. Header fields only: no pixel work."""
     encoding = msg.encoding.lower()
     if encoding not in _DEPTH_ENCODINGS:
-        raise ImageError(f"depth encoding {msg.encoding!r} is not supported (use 16UC1 mm or 32FC1 m)")
+        raise ImageError(f"depth encoding {shown(msg.encoding)} is not supported (use 16UC1 mm or 32FC1 m)")
     height, width, step = msg.height, msg.width, msg.step
     if height == 0 or width == 0:
         raise ImageError(f"empty depth image ({width}x{height})")
@@ -36,8 +38,15 @@ def depth_image_to_metres(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     dtype, canonical = _DEPTH_ENCODINGS[encoding]
     dtype = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
     if step < width * dtype.itemsize or len(msg.data) != step * height:
-        raise ImageError(f"depth image {width}x{height} {msg.encoding}: step {step} and {len(msg.data)} bytes "
+        raise ImageError(f"depth image {width}x{height} {encoding}: step {step} and {len(msg.data)} bytes "
                          f"do not fit")
+    return dtype, canonical
+
+
+def depth_image_to_metres(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """float32 metres [H, W] (NaN = no reading) of a sensor_msgs/Image in 16UC1 (mm) or 32FC1 (m)."""
+    dtype, canonical = check_depth_image(msg, max_pixels)
+    height, width, step = msg.height, msg.width, msg.step
     rows = np.frombuffer(msg.data, np.uint8).reshape(height, step)[:, :width * dtype.itemsize]
     return depth_to_metres(rows.copy().view(dtype).astype(dtype.newbyteorder("=")), canonical)
 
@@ -57,18 +66,30 @@ class Lifted:
 
 
 class DepthInput:
-    """Depth frames and intrinsics of one camera (thread-safe: callbacks feed, the worker lifts)."""
+    """Depth frames and intrinsics of one camera (thread-safe: callbacks feed, the worker lifts).
+    At most `capacity` depth frames and `max_bytes` bytes of them are kept."""
 
-    def __init__(self, depth_topic: str, camera_info_topic: str, capacity: int = 30) -> None:
+    def __init__(self, depth_topic: str, camera_info_topic: str, capacity: int = 30,
+                 max_bytes: int | None = None) -> None:
         self.depth_topic, self.camera_info_topic = depth_topic, camera_info_topic
-        self.frames = StampCache(capacity)
+        self.frames = StampCache(capacity, max_bytes)
         self._lock = threading.Lock()
         self._camera: PinholeCamera | None = None
         self._info_size: tuple[int, int] = (0, 0)
         self._info_problem = f"no CameraInfo received on {camera_info_topic}"
 
-    def on_depth(self, msg) -> None:
-        self.frames.put(stamp_ns(msg.header.stamp), msg)
+    def on_depth(self, msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
+        """Keep a depth frame for matching; the reason when it is refused instead (a wrong encoding,
+        size or data length is found now, before its bytes are held)."""
+        try:
+            check_depth_image(msg, max_pixels)
+        except ImageError as err:
+            return str(err)
+        size = len(msg.data)
+        if not self.frames.put(stamp_ns(msg.header.stamp), msg, size):
+            return (f"depth frame of {size / 2**20:.1f} MiB is larger than the whole depth cache "
+                    f"({self.frames.max_bytes / 2**20:.1f} MiB, depth_cache_mb)")
+        return None
 
     def on_camera_info(self, msg) -> None:
         try:

@@ -32,7 +32,7 @@ from visualization_msgs.msg import MarkerArray
 
 from . import params
 from .depth_input import DepthInput
-from .diagnostics import FrameStats
+from .diagnostics import FrameStats, one_line
 from .faults import is_out_of_memory, release_cached_memory
 from .image_io import ImageError, compressed_to_rgb, image_to_rgb, rgb_to_image
 from .latest_frame import LatestFrames
@@ -92,8 +92,9 @@ class KdcNode(Node):
             raise ValueError(f"image_topics {topics} give the same camera name twice ({names}); "
                              f"put each camera in its own namespace")
         depth = params.depth_sources(self.settings)
-        self.cameras = [Camera(name, topic, depth=DepthInput(*source, self.settings["depth_cache_size"])
-                               if source else None) for name, topic, source in zip(names, topics, depth)]
+        cache = (self.settings["depth_cache_size"], self.settings["depth_cache_mb"] << 20)
+        self.cameras = [Camera(name, topic, depth=DepthInput(*source, *cache) if source else None)
+                        for name, topic, source in zip(names, topics, depth)]
         self.image_subscriptions = [self._wire(camera) for camera in self.cameras]
         self.diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.settings["diagnostics_period"], self._publish_diagnostics)
@@ -141,7 +142,8 @@ class KdcNode(Node):
                                                                     OUTPUT_QOS)
             # Depth frames wait in a stamp cache for their colour frame: a few may queue here too.
             depth_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=reliability)
-            self.create_subscription(Image, camera.depth.depth_topic, camera.depth.on_depth, depth_qos)
+            self.create_subscription(Image, camera.depth.depth_topic, lambda msg: self._on_depth(camera, msg),
+                                     depth_qos)
             self.create_subscription(CameraInfo, camera.depth.camera_info_topic, camera.depth.on_camera_info,
                                      input_qos)
         if self.settings["compressed"]:
@@ -165,6 +167,13 @@ class KdcNode(Node):
         camera.stats.count_received()
         if self.frames.put(camera.name, msg):
             camera.stats.count_dropped()
+
+    def _on_depth(self, camera: Camera, msg) -> None:
+        problem = camera.depth.on_depth(msg, self.settings["max_pixels"])
+        if problem is not None:  # refused before its bytes were kept
+            camera.stats.count_depth_rejected(problem)
+            self.get_logger().warning(f"{camera.depth.depth_topic}: depth frame rejected: {problem}",
+                                      throttle_duration_sec=WARN_THROTTLE_S)
 
     def _on_enable(self, request, response):
         result = self.set_parameters([Parameter("enable", value=bool(request.data))])[0]
@@ -208,9 +217,9 @@ class KdcNode(Node):
                 if not self.context.ok():
                     return  # shutting down (e.g. Ctrl-C mid-frame): the publishers are gone
                 # A bug must cost one frame, not the worker: report it and keep serving.
-                cameras[name].stats.count_failed(f"{type(err).__name__}: {err}")
-                self.get_logger().error(f"{name or 'camera'}: frame failed: {type(err).__name__}: {err}",
-                                        throttle_duration_sec=WARN_THROTTLE_S)
+                cameras[name].stats.count_failed(f"{type(err).__name__}: {_first_line(err)}")
+                self.get_logger().error(f"{name or 'camera'}: frame failed: {type(err).__name__}: "
+                                        f"{_first_line(err)}", throttle_duration_sec=WARN_THROTTLE_S)
 
     def _process(self, camera: Camera, msg, arrived: float) -> None:
         """One frame through conversion, model, messages and publishers; never raises."""
@@ -228,7 +237,7 @@ class KdcNode(Node):
             rgb = to_rgb(msg, self.settings["max_pixels"])
         except ImageError as err:
             camera.stats.count_rejected(str(err))
-            self.get_logger().warning(f"{camera.input_topic}: frame rejected: {err}",
+            self.get_logger().warning(f"{camera.input_topic}: frame rejected: {_first_line(err)}",
                                       throttle_duration_sec=WARN_THROTTLE_S)
             return
         lap("conversion")
@@ -239,7 +248,7 @@ class KdcNode(Node):
                 release_cached_memory()  # the next (smaller) frame must find the memory this one held
                 camera.stats.count_oom(f"{type(err).__name__}: {_first_line(err)}")
             else:
-                camera.stats.count_failed(f"{type(err).__name__}: {err}")
+                camera.stats.count_failed(f"{type(err).__name__}: {_first_line(err)}")
             self.get_logger().error(f"{camera.input_topic}: inference failed: {type(err).__name__}: "
                                     f"{_first_line(err)}", throttle_duration_sec=WARN_THROTTLE_S)
             return
@@ -290,7 +299,7 @@ class KdcNode(Node):
                                    self.settings["max_pixels"])
         if lifted.problem is not None:
             camera.stats.count_depth_unmatched(lifted.problem)
-            self.get_logger().warning(f"{camera.input_topic}: no 3D for this frame: {lifted.problem}",
+            self.get_logger().warning(f"{camera.input_topic}: no 3D for this frame: {one_line(lifted.problem)}",
                                       throttle_duration_sec=WARN_THROTTLE_S)
         return lifted
 
@@ -328,8 +337,8 @@ def main(args=None) -> int:
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else ""
+    """The first line of an error, cut short: errors may quote a message (a log line stays a line)."""
+    return one_line(str(err))
 
 
 if __name__ == "__main__":

@@ -90,6 +90,9 @@ SPECS: dict[str, ParameterSpec] = {
                                 "when the colour frame is processed.", dynamic=True, bounds=(0.0, 1.0)),
     "depth_cache_size": ParameterSpec(Parameter.Type.INTEGER, "Depth frames kept per camera for matching by "
                                       "stamp (memory bound).", bounds=(1, 1000)),
+    "depth_cache_mb": ParameterSpec(Parameter.Type.INTEGER, "Memory bound of those depth frames per camera, "
+                                    "MiB (the earliest received go first; a larger frame is rejected).",
+                                    bounds=(1, 65536)),
     "model": ParameterSpec(Parameter.Type.STRING, "Checkpoint path, or 'default' for the packaged weights.",
                            check=lambda v: None if v.strip() else "model must not be empty"),
     "device": ParameterSpec(Parameter.Type.STRING, "Inference device: auto (CUDA when present), cpu, cuda, "

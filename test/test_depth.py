@@ -74,3 +74,16 @@ def test_depth_encodings():
 def test_misaligned_depth_is_refused_with_sizes():
     with pytest.raises(ValueError, match="aligned"):
         lift_keypoints(scene_result(), np.ones((240, 320), np.float32), CAMERA)
+
+
+@pytest.mark.parametrize("k, says", [
+    ([np.nan, 0, 320, 0, 500, 240, 0, 0, 1], "not finite: fx=nan"),
+    ([500, 0, np.inf, 0, 500, 240, 0, 0, 1], "not finite"),
+    ([500, 0, 320, 0, -np.inf, 240, 0, 0, 1], "not finite"),
+    ([500, 0, 320, 0, 0, 240, 0, 0, 1], "non-positive focal length"),
+    ([500, 0, 320, 0, 500, 240], "K has 6 values, not 9"),
+])
+def test_unusable_intrinsics_are_refused_with_a_reason(k, says):
+    with pytest.raises(ValueError, match=says):
+        PinholeCamera.from_k(k)
+    assert PinholeCamera.from_k([500, 0, 320, 0, 510, 240, 0, 0, 1]) == PinholeCamera(500, 510, 320, 240)

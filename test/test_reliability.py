@@ -256,6 +256,82 @@ def test_long_fuzz(message_type, strategy):
     assert counts["messages"] >= examples and counts["rejected"] > 0 and counts["processed"] > 0
 
 
+# --- strings and buffers from messages are bounded (issue 14) -----------------------------------------
+class LogRecorder:
+    def __init__(self):
+        self.lines = []
+
+    def __getattr__(self, level):
+        return lambda text, **_: self.lines.append((level, text))
+
+
+def test_hostile_strings_reach_diagnostics_and_logs_cut_short(monkeypatch):
+    """A 4 MiB encoding or format used to become a 16 MiB /diagnostics message every second, for good."""
+    from kdc_ros.node import KdcNode
+
+    log = LogRecorder()
+    monkeypatch.setattr(KdcNode, "get_logger", lambda self: log)
+    huge = "x" * (4 << 20)
+    for message_type, hostile in ((Image, Image(height=2, width=2, encoding=huge, step=6, data=bytes(12))),
+                                  (CompressedImage, CompressedImage(format=huge, data=b"GIF89a" + bytes(64)))):
+        with LiveNode(FixedPredictor(), message_type, compressed=message_type is CompressedImage) as live:
+            live.publisher.publish(hostile)
+            live.wait_for(lambda: live.stats.rejected == 1, 10.0, "hostile frame not rejected")
+            live.wait_for(lambda: live.diagnostic_values().get("rejected") == "1", 5.0, "no diagnostics")
+            values = live.diagnostic_values()
+            status = next(s for a in reversed(live.diagnostics) for s in a.status if s.name.endswith(": camera"))
+        assert f"({4 << 20} characters)" in values["last_problem"] and len(values["last_problem"]) <= 310
+        assert len(status.message) < 400 and sum(len(kv.value) for kv in status.values) < 2000
+    assert log.lines and all(len(text) < 500 for _, text in log.lines), max(len(t) for _, t in log.lines)
+
+
+def depth_frame(stamp_s: int, width: int = 160, height: int = 120, encoding: str = "32FC1",
+                data: bytes | None = None) -> Image:
+    bytes_per_pixel = 2 if encoding.upper() == "16UC1" else 4
+    return Image(header=Header(stamp=Time(sec=stamp_s)), height=height, width=width, encoding=encoding,
+                 step=width * bytes_per_pixel, data=bytes(width * height * bytes_per_pixel) if data is None else data)
+
+
+def test_depth_frames_are_checked_before_they_are_kept_and_the_cache_is_bounded_in_bytes():
+    """40 x 40 MB invalid depth frames used to be held (+1.28 GB); now nothing invalid is stored, and
+    valid frames are held up to depth_cache_mb."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo
+
+    with LiveNode(FixedPredictor(), Image, depth_topic="/depth", camera_info_topic="/depth/info",
+                  depth_cache_mb=1, depth_cache_size=1000, max_pixels=MAX_PIXELS) as live:
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        depth_out = live.client.create_publisher(Image, "/depth", qos)
+        info_out = live.client.create_publisher(CameraInfo, "/depth/info", qos)
+        live.wait_for(lambda: depth_out.get_subscription_count() > 0 and info_out.get_subscription_count() > 0,
+                      10.0, "depth subscriptions never matched")
+        cache, stats = live.node.cameras[0].depth.frames, live.stats
+        bad = [depth_frame(1, data=bytes(4 << 20)),                            # data length does not fit
+               depth_frame(2, encoding="rgb8"),                                  # not a depth encoding
+               depth_frame(3, encoding="e" * (4 << 20)),                         # ... 4 MiB long
+               depth_frame(4, width=2048, height=1024),                          # above max_pixels
+               depth_frame(5, width=640, height=480)]                            # 1.2 MB > depth_cache_mb
+        for count, msg in enumerate(bad, 1):  # one at a time: the depth input queue keeps the last 5
+            depth_out.publish(msg)
+            live.wait_for(lambda: stats.depth_rejected == count, 10.0, f"bad depth frame {count} not rejected")
+        assert len(cache) == 0 and cache.bytes == 0
+        assert "larger than the whole depth cache" in stats.last_depth_problem
+        for second in range(10, 30):                                             # 76.8 kB each
+            depth_out.publish(depth_frame(second))
+            live.wait_for(lambda: cache.match(second * 10**9, 0) is not None, 10.0, "valid depth frame not stored")
+            assert cache.bytes <= 1 << 20
+        assert len(cache) == (1 << 20) // (160 * 120 * 4) == 13 and cache.match(17 * 10**9, 0) is not None
+        assert stats.depth_rejected == len(bad)
+
+        info_out.publish(CameraInfo(height=120, width=160, k=[float("nan"), 0, 80, 0, 100, 60, 0, 0, 1]))
+        live.wait_for(lambda: "not finite" in (live.node.cameras[0].depth._info_problem or ""), 10.0, "NaN K kept")
+        live.publisher.publish(encode(gradient_rgb(120, 160), "rgb8", header=Header(stamp=Time(sec=29))))
+        live.wait_for_output((29, 0))
+        assert "camera intrinsics are not finite" in stats.last_depth_problem and stats.depth_unmatched == 1
+        live.wait_for(lambda: live.diagnostic_values().get("depth_rejected") == str(len(bad)), 5.0,
+                      "/diagnostics has no depth_rejected")
+
+
 # --- device faults ---------------------------------------------------------------------------------
 class RunsOutOfMemory(FixedPredictor):
     """FixedPredictor that raises torch.OutOfMemoryError on frames above `limit` pixels, like a GPU would."""
@@ -321,14 +397,6 @@ def small_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "small.safetensors"
     save_checkpoint(path, KDCNet(config), config)
     return path
-
-
-class LogRecorder:
-    def __init__(self):
-        self.lines = []
-
-    def __getattr__(self, level):
-        return lambda text, **_: self.lines.append((level, text))
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")

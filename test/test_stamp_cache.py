@@ -9,17 +9,46 @@ from kdc_ros.stamp_cache import StampCache, stamp_ns
 MS = 1_000_000
 
 
-def test_bounded_oldest_stamps_go_first():
+def test_bounded_the_earliest_arrivals_go_first():
     cache = StampCache(capacity=3)
-    for t in (5, 1, 4, 2, 3):           # out of order: the oldest *stamps* go, not the first put
+    for t in (5, 1, 4, 2, 3):           # out of order: the earliest *arrivals* go (5 and 1), not the oldest stamps
         cache.put(t * 100 * MS, t)
     assert len(cache) == 3
-    assert cache.match(100 * MS, 0) is None and cache.match(200 * MS, 0) is None
-    assert cache.match(300 * MS, 0) == (300 * MS, 3)
-    cache.put(500 * MS, "again")        # same stamp replaces, does not grow
-    assert len(cache) == 3 and cache.match(500 * MS, 0) == (500 * MS, "again")
+    assert cache.match(500 * MS, 0) is None and cache.match(100 * MS, 0) is None
+    assert cache.match(200 * MS, 0) == (200 * MS, 2) and cache.match(400 * MS, 0) == (400 * MS, 4)
+    cache.put(300 * MS, "again")        # same stamp replaces, does not grow, and counts as a new arrival
+    cache.put(600 * MS, 6)
+    assert len(cache) == 3 and cache.match(300 * MS, 0) == (300 * MS, "again")
+    assert cache.match(400 * MS, 0) is None   # 4 arrived before the replaced 3: it went
     with pytest.raises(ValueError):
         StampCache(capacity=0)
+
+
+def test_bounded_in_bytes():
+    cache = StampCache(capacity=100, max_bytes=1000)
+    for t in range(10):
+        assert cache.put(t * MS, t, size=300)
+        assert cache.bytes <= 1000
+    assert len(cache) == 3 and cache.bytes == 900
+    assert [cache.match(t * MS, 0) is not None for t in range(10)] == [False] * 7 + [True] * 3
+    assert not cache.put(99 * MS, "huge", size=1001)  # larger than the whole budget: refused, nothing evicted
+    assert len(cache) == 3 and cache.bytes == 900 and cache.match(99 * MS, 0) is None
+    cache.put(9 * MS, "smaller", size=100)            # a replacement gives its bytes back
+    assert cache.bytes == 700
+    cache.clear()
+    assert cache.bytes == 0 and len(cache) == 0
+
+
+def test_a_far_future_stamp_neither_stays_nor_disables_waiting():
+    cache = StampCache(capacity=3)
+    far_future = 10**18
+    cache.put(far_future, "bogus")
+    cache.put(0, "old")
+    threading.Timer(0.05, cache.put, (100 * MS, "late")).start()
+    assert cache.match(100 * MS, MS, wait=2.0) == (100 * MS, "late")   # waited although a later stamp is held
+    for t in (200, 300):
+        cache.put(t * MS, t)
+    assert cache.match(far_future, 0) is None                           # it left with its arrival turn
 
 
 def test_nearest_stamp_within_tolerance():
