@@ -119,3 +119,36 @@ def test_truncated_before_any_frame_names_the_file(folder_bag, tmp_path):
     truncate(bag, 0.001)
     with pytest.raises(BagError, match=f"no topic {TOPIC} before the damage.*folder_bag.mcap: damaged at byte"):
         ImageBag(bag, TOPIC)
+
+
+def test_written_mcap_bags_carry_real_crcs_and_a_flipped_bit_is_caught(folder_bag, frames, tmp_path):
+    """rosbags writes CRC 0 ("none") everywhere, so a damaged frame read back as a good one."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from kdc_ros.bags.mcap_crc import crc_problems
+    from kdc_ros.bags.typestore import bag_typestore
+
+    (mcap,) = folder_bag.glob("*.mcap")
+    assert crc_problems(mcap) == []
+    plain = tmp_path / "plain"  # the library writer alone: the checker does see missing CRCs
+    with Writer(plain, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        connection = writer.add_connection("/s", "std_msgs/msg/String", typestore=bag_typestore())
+        writer.write(connection, 1, b"\x00\x01\x00\x00\x02\x00\x00\x00x\x00")
+    assert {p.split(":")[0] for p in crc_problems(next(plain.glob("*.mcap")))} >= {"data section", "summary"}
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(folder_bag, damaged)
+    (copy,) = damaged.glob("*.mcap")
+    data = bytearray(copy.read_bytes())
+    _, rgbs = frames
+    last = image_to_rgb(next(f for f in ImageBag(folder_bag, TOPIC).frames() if f.index == len(rgbs) - 1).msg)
+    at = data.rindex(np.ascontiguousarray(last[..., ::-1]).tobytes()[:64])  # inside the last frame's pixels
+    data[at + 10] ^= 0x01
+    copy.write_bytes(bytes(data))
+    assert any("CRC" in p and "the bytes give" in p for p in crc_problems(copy))
+    with ImageBag(damaged, TOPIC) as reader:
+        read = list(reader.frames())
+        assert reader.damage is not None and "checksum mismatch" in reader.damage
+    assert len(read) < len(rgbs)  # the damaged chunk is not read as good frames
+    for frame in read:
+        np.testing.assert_array_equal(image_to_rgb(frame.msg), rgbs[frame.index])

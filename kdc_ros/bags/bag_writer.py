@@ -2,6 +2,7 @@
 
 Messages are serialised by rclpy itself (the same CDR bytes rosbag2 records), so every message
 builder of kdc_ros works unchanged; rosbags only stores the bytes and the embedded definitions.
+MCAP files carry real CRC-32s (kdc_ros.bags.mcap_crc), so a damaged bag is detected when read.
 """
 from __future__ import annotations
 
@@ -10,10 +11,17 @@ from pathlib import Path
 from rclpy.serialization import serialize_message
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from .mcap_crc import CrcMcapWriter
 from .typestore import bag_typestore
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 BAG_VERSION = 9  # rosbag2 metadata version of Jazzy/Kilted (older distros read 8; rosbags reads both)
+
+
+class _CrcWriter(Writer):
+    """rosbags' Writer with the MCAP storage writing CRCs."""
+
+    STORAGE_PLUGINS = {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: CrcMcapWriter}
 
 
 def message_type_name(msg) -> str:
@@ -34,7 +42,7 @@ class MessageBagWriter:
         self.path = Path(path)
         if self.path.exists():
             raise FileExistsError(f"{self.path} already exists; rosbag2 never overwrites a bag")
-        self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=STORAGES[storage])
+        self._writer = _CrcWriter(self.path, version=BAG_VERSION, storage_plugin=STORAGES[storage])
         self._connections = {}
         self._writer.open()
 
