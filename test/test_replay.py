@@ -15,6 +15,9 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.serialization import deserialize_message
 from rosbags.highlevel import AnyReader
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
 
 from bag_samples import START_TIME, TOPIC, truncate, write_frame_folder
 from fixed_predictor import FixedPredictor
@@ -22,7 +25,7 @@ from kdc_model import ModelConfig, load_model
 from kdc_ros import params
 from kdc_ros.bags.image_bag import ImageBag
 from kdc_ros.bags.make_bag import write_image_bag
-from kdc_ros.messages import filter_result
+from kdc_ros.messages import filter_result, pose_seg_from_result
 from kdc_ros.node import KdcNode
 from kdc_ros.replay.cli import main as kdc_replay
 from kdc_ros.replay.live import node_topics, replay_live
@@ -214,3 +217,97 @@ def test_cli_names_a_missing_topic(footage, tmp_path, checkpoint, capsys):
                          "--checkpoint", str(checkpoint), "--device", "cpu", "--no-progress"])
     assert status == 1
     assert "no topic /nope" in capsys.readouterr().err
+
+
+# --- long bags, nothing replayed (issue 14) ------------------------------------------------------------
+class MemoryProbe(FixedPredictor):
+    """FixedPredictor that reads the memory Python holds (tracemalloc) at every frame."""
+
+    device = "cpu"
+
+    def __init__(self):
+        super().__init__()
+        self.held = []
+
+    def __call__(self, rgb):
+        import tracemalloc
+
+        self.held.append(tracemalloc.get_traced_memory()[0])
+        return super().__call__(rgb)
+
+
+def compressed_bag(path, frames: int, height: int = 240, width: int = 320):
+    from sensor_msgs.msg import CompressedImage
+
+    from kdc_ros.bags.bag_writer import MessageBagWriter
+
+    ok, jpeg = cv2.imencode(".jpg", np.full((height, width, 3), 90, np.uint8))
+    with MessageBagWriter(path) as writer:
+        for i in range(frames):
+            stamp = Time(sec=1000 + i // 10, nanosec=(i % 10) * 100_000_000)
+            writer.write(TOPIC + "/compressed", CompressedImage(header=Header(stamp=stamp), format="jpeg",
+                                                                data=jpeg.tobytes()), 1000 * 10**9 + i * 10**8)
+    return path
+
+
+def test_offline_replay_memory_stays_flat_over_a_long_bag(tmp_path):
+    """Each 320x240 frame's outputs (label map, PoseSeg mask: 0.3 MB) used to be kept to the end."""
+    import tracemalloc
+
+    bag = compressed_bag(tmp_path / "long", 240)
+    probe = MemoryProbe()
+    tracemalloc.start()
+    try:
+        report = replay_offline(bag, TOPIC + "/compressed", tmp_path / "out", probe, batch_size=4, overlay=False,
+                                progress=False)
+    finally:
+        tracemalloc.stop()
+    assert report["frames"] == 240 and len(recorded(tmp_path / "out", POSE_SEG_TOPIC)) == 240
+    grown_mb = (probe.held[-1] - probe.held[40]) / 2**20
+    print(f"\noffline replay, 320x240: Python-held memory {probe.held[40] / 2**20:.1f} MiB at frame 40, "
+          f"{probe.held[-1] / 2**20:.1f} MiB at frame 240 ({grown_mb:+.2f} MiB)")
+    assert grown_mb < 3, grown_mb  # keeping every frame's outputs would grow it by ~60 MiB
+
+
+def test_live_run_keeps_running_figures_not_outputs():
+    import tracemalloc
+
+    from kdc_ros.replay.live import LiveRun
+
+    rgb_shape = (240, 320)
+    header = lambda i: Header(stamp=Time(sec=i))  # noqa: E731
+    run = LiveRun()
+    result = filter_result(FixedPredictor.result_for(*rgb_shape), 0.15, 0.1)
+    tracemalloc.start()
+    try:
+        for i in range(300):
+            run.published((i, 0), float(i), i)
+            if i % 3 == 0:            # the node skipped the other two: settled by this output
+                msg = pose_seg_from_result(result, header(i))
+                assert run.output(msg, i + 0.05)
+            if i == 30:
+                start = tracemalloc.get_traced_memory()[0]
+        grown = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    assert run.matched == 100 and len(run.waiting) == 2 and len(run.latencies_ms) == 100
+    assert not run.output(pose_seg_from_result(result, header(5000)), 1.0) and run.foreign_outputs == 1
+    assert grown < 200_000, grown  # 90 PoseSeg with a 320x240 mask each would be ~14 MB
+
+
+def test_cli_exits_1_when_nothing_was_replayed(tmp_path, checkpoint, capsys):
+    from kdc_ros.bags.bag_writer import MessageBagWriter
+
+    bag = tmp_path / "all_bad"
+    with MessageBagWriter(bag) as writer:
+        for i in range(15):
+            writer.write(TOPIC, Image(header=Header(stamp=Time(sec=i)), height=2, width=2, encoding="bogus",
+                                      step=6, data=bytes(12)), (i + 1) * 10**9)
+    status = kdc_replay([str(bag), "--topic", TOPIC, "--out", str(tmp_path / "out"), "--checkpoint", str(checkpoint),
+                         "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert status == 1, err
+    assert err.splitlines()[-1].startswith("kdc-replay: error: nothing replayed: all 15 frames were rejected "
+                                           "(first: frame 0: unknown encoding 'bogus'")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["frames"] == 0 and report["rejected_frames"] == 15 and len(report["rejected_examples"]) == 10

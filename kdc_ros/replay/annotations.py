@@ -34,19 +34,47 @@ def frame_to_image(coco: dict, frame_names: list[str] | None) -> dict[int, int]:
     return mapping
 
 
+class FrameEvaluation:
+    """COCO keypoint and mask AP of the published results, gathered frame by frame: each annotated
+    frame's result becomes its COCO entries when it comes (RLE masks, kdc_model.evaluate), so a
+    replay keeps no label maps and nothing at all of frames without annotations."""
+
+    def __init__(self, annotations_path, frame_names: list[str] | None) -> None:
+        self.path = annotations_path
+        self.coco = load_annotations(annotations_path)
+        self.mapping = frame_to_image(self.coco, frame_names)
+        self.predictions: list[dict] = []
+
+    def wants(self, frame_index: int) -> bool:
+        return frame_index in self.mapping
+
+    def add(self, frame_index: int, result: PoseSegResult) -> None:
+        """The published result of frame `frame_index` (ignored unless it is annotated)."""
+        from kdc_model.evaluate import result_to_coco  # pycocotools only when asked
+
+        if frame_index in self.mapping:
+            self.predictions += result_to_coco(result, self.mapping[frame_index])
+
+    def report(self, replayed_frames: int) -> dict:
+        """The metrics over the annotated frames among the first `replayed_frames` (a frame without a
+        result there counts as one where nothing was found)."""
+        from kdc_model.evaluate import evaluate_predictions
+
+        image_ids = {i for f, i in self.mapping.items() if 0 <= f < replayed_frames}
+        coco = self.coco
+        ground_truth = dict(coco, images=[im for im in coco["images"] if im["id"] in image_ids],
+                            annotations=[a for a in coco.get("annotations", []) if a["image_id"] in image_ids])
+        predictions = [p for p in self.predictions if p["image_id"] in image_ids]
+        metrics = evaluate_predictions(ground_truth, predictions) if image_ids else {}
+        return {"annotations": str(self.path), "matched_images": len(image_ids),
+                "unmatched_images": len(coco["images"]) - len(image_ids), **metrics}
+
+
 def evaluate_frames(annotations_path, frame_names: list[str] | None, replayed_frames: int,
                     results: dict[int, PoseSegResult]) -> dict:
     """COCO keypoint and mask AP of `results` ({frame index: published result}) over the annotated
     frames among the first `replayed_frames`, with kdc_model.evaluate."""
-    from kdc_model.evaluate import evaluate_predictions, result_to_coco  # pycocotools only when asked
-
-    coco = load_annotations(annotations_path)
-    mapping = {f: i for f, i in frame_to_image(coco, frame_names).items() if 0 <= f < replayed_frames}
-    image_ids = set(mapping.values())
-    ground_truth = dict(coco, images=[im for im in coco["images"] if im["id"] in image_ids],
-                        annotations=[a for a in coco.get("annotations", []) if a["image_id"] in image_ids])
-    predictions = [entry for frame, image_id in mapping.items() if frame in results
-                   for entry in result_to_coco(results[frame], image_id)]
-    metrics = evaluate_predictions(ground_truth, predictions) if image_ids else {}
-    return {"annotations": str(annotations_path), "matched_images": len(image_ids),
-            "unmatched_images": len(coco["images"]) - len(image_ids), **metrics}
+    evaluation = FrameEvaluation(annotations_path, frame_names)
+    for frame, result in results.items():
+        evaluation.add(frame, result)
+    return evaluation.report(replayed_frames)

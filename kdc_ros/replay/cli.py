@@ -1,7 +1,9 @@
 """kdc-replay: a bag's image topic through KDC, offline (default) or live through the kdc node.
 
-Exit status: 0 done; 1 error (nothing replayed); 2 the bag is damaged: the frames before the damage
-were replayed and their outputs written, and the damage is named on stderr and in report.json.
+Exit status: 0 done; 1 error, or nothing replayed (no frame on the topic, every frame rejected, no
+output from the node: report.json is still written and the reason is on stderr); 2 the bag is
+damaged: the frames before the damage were replayed and their outputs written, and the damage is
+named on stderr and in report.json.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..bags.image_bag import BagError
-from .report import headline
+from .report import headline, nothing_replayed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(headline(report))
     print(f"wrote {report['files']['report']}")
+    if (reason := nothing_replayed(report)) is not None:
+        print(f"kdc-replay: error: nothing replayed: {reason}", file=sys.stderr)
+        return 1
     if report.get("bag_damage"):
         print(f"kdc-replay: error: damaged bag, replayed the {report['frames']} frames before the damage: "
               f"{report['bag_damage']}", file=sys.stderr)

@@ -9,12 +9,17 @@ node publishes is matched to its input by header stamp:
   output rate = outputs per second between the first and the last output.
 overlay.mp4 shows the overlay topic as a viewer saw it: at each input period, the newest overlay
 received so far (a dropped frame repeats the previous overlay).
+
+Outputs are streamed: each PoseSeg and overlay goes to the output bag (and the video) as it arrives,
+and only running figures are kept for the report, so memory stays flat over a long bag.
 """
 from __future__ import annotations
 
 import queue
 import threading
 import time
+from array import array
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +33,8 @@ from tqdm import tqdm
 
 from ..bags.image_bag import ImageBag
 from ..image_io import image_to_rgb
-from .annotations import evaluate_frames
+from ..tracking_metrics import TrackingStats
+from .annotations import FrameEvaluation
 from .latency import summarize
 from .offline import message_rgb
 from .outputs import ReplayOutputs
@@ -54,12 +60,49 @@ class Received:
 
 @dataclass
 class LiveRun:
-    """What happened during playback, keyed by input stamp (sec, nanosec)."""
+    """What happened during playback, as running figures (nothing kept per output but numbers).
 
-    published_at: dict = field(default_factory=dict)    # stamp -> monotonic publish time
-    frame_index: dict = field(default_factory=dict)     # stamp -> index of the frame on the topic
-    outputs: dict = field(default_factory=dict)         # stamp -> (PoseSeg, monotonic receive time)
-    foreign_outputs: int = 0                            # PoseSeg whose stamp we never published
+    The node answers frames in the order they were published and drops the ones it skipped for good
+    (it keeps only the newest), so when the output of a frame arrives, every frame published before
+    it is settled: only frames still waiting for an output are remembered.
+    """
+
+    waiting: OrderedDict = field(default_factory=OrderedDict)   # stamp -> (monotonic publish time, frame index)
+    matched: int = 0                                            # outputs matched to a published frame
+    foreign_outputs: int = 0                                    # PoseSeg whose stamp we never published (or settled)
+    latencies_ms: array = field(default_factory=lambda: array("d"))
+    people: array = field(default_factory=lambda: array("I"))   # people per output, in frame order
+    first_output: float | None = None
+    last_output: float | None = None
+    max_latency_s: float = 0.0
+    tracking: TrackingStats = field(default_factory=TrackingStats)
+    evaluation: FrameEvaluation | None = None
+
+    def published(self, stamp: tuple[int, int], monotonic: float, frame_index: int) -> None:
+        self.waiting[stamp] = (monotonic, frame_index)
+        self.waiting.move_to_end(stamp)  # a repeated stamp: the later frame is the one answered
+
+    def output(self, msg, received: float) -> bool:
+        """Account one PoseSeg received at monotonic time `received`; False when it matches no frame."""
+        key = stamp_key(msg.header)
+        if key not in self.waiting:
+            self.foreign_outputs += 1
+            return False
+        while True:  # frames published before this one were skipped by the node: settled
+            stamp, (published, frame_index) = self.waiting.popitem(last=False)
+            if stamp == key:
+                break
+        latency = received - published
+        self.matched += 1
+        self.latencies_ms.append(latency * 1e3)
+        self.max_latency_s = max(self.max_latency_s, latency)
+        self.first_output = received if self.first_output is None else self.first_output
+        self.last_output = received
+        self.people.append(len(msg.people))
+        self.tracking.add_pose_seg(msg)
+        if self.evaluation is not None and self.evaluation.wants(frame_index):
+            self.evaluation.add(frame_index, result_from_pose_seg(msg))
+        return True
 
 
 def stamp_key(header) -> tuple[int, int]:
@@ -82,6 +125,8 @@ def replay_live(bag_path: str | Path, topic: str, out_dir: str | Path, predictor
     if rate <= 0:
         raise ValueError(f"rate must be positive, not {rate}")
     with ImageBag(bag_path, topic) as bag:
+        # Annotations first: a bad file fails before the replay, and outputs are scored as they come.
+        evaluation = FrameEvaluation(annotations, bag.frame_names()) if annotations is not None else None
         publish_topic, image_topic = node_topics(topic, bag.compressed)
         period = 1.0 / ((bag.rate_hz or 30.0) * rate)
         outputs = ReplayOutputs(out_dir, 1.0 / period, overlay)
@@ -109,7 +154,7 @@ def replay_live(bag_path: str | Path, topic: str, out_dir: str | Path, predictor
             spinner = threading.Thread(target=_spin, args=(executor, stop), daemon=True)
             spinner.start()
             _wait_for_discovery(publisher, subscriptions, output_prefix)
-            recorder = Recorder(arrivals, outputs)
+            recorder = Recorder(arrivals, outputs, LiveRun(evaluation=evaluation))
             frames, playback_s = recorder.play(bag, topic, publisher, rate, progress)
             recorder.drain(frames, period)
         finally:
@@ -122,11 +167,10 @@ def replay_live(bag_path: str | Path, topic: str, out_dir: str | Path, predictor
                 node.destroy_node()
             executor.shutdown()
             rclpy.try_shutdown(context=context)
-        run = recorder.run
-        report = _report(run, frames, playback_s, bag, topic, rate, outputs, overlay, node_namespace, predictor)
-        if annotations is not None:
-            results = {run.frame_index[stamp]: result_from_pose_seg(msg) for stamp, (msg, _) in run.outputs.items()}
-            report["evaluation"] = evaluate_frames(annotations, bag.frame_names(), frames, results)
+        report = _report(recorder.run, frames, playback_s, bag, topic, rate, outputs, overlay, node_namespace,
+                         predictor)
+        if evaluation is not None:
+            report["evaluation"] = evaluation.report(frames)
         outputs.write_report(report)
     return report
 
@@ -165,9 +209,9 @@ class Recorder:
     """Plays frames and stores what the node sends back: PoseSeg and overlays into the output bag,
     the overlay stream into overlay.mp4 at the input period."""
 
-    def __init__(self, arrivals: queue.Queue, outputs: ReplayOutputs) -> None:
+    def __init__(self, arrivals: queue.Queue, outputs: ReplayOutputs, run: LiveRun | None = None) -> None:
         self.arrivals, self.outputs = arrivals, outputs
-        self.run = LiveRun()
+        self.run = run if run is not None else LiveRun()
         self._overlay = None  # newest overlay received, RGB
 
     def play(self, bag: ImageBag, topic: str, publisher, rate: float, progress: bool) -> tuple[int, float]:
@@ -182,8 +226,7 @@ class Recorder:
                     first_log_ns, start = frame.log_time_ns, time.monotonic()
                 self.store_arrivals(until=start + (frame.log_time_ns - first_log_ns) / 1e9 / rate)
                 self._show_overlay()
-                key = stamp_key(frame.msg.header)
-                self.run.published_at[key], self.run.frame_index[key] = time.monotonic(), frame.index
+                self.run.published(stamp_key(frame.msg.header), time.monotonic(), frame.index)
                 publisher.publish(frame.msg)
                 self.outputs.write_input(topic, frame.msg, frame.log_time_ns)
                 count += 1
@@ -196,12 +239,11 @@ class Recorder:
     def drain(self, frames: int, period: float) -> None:
         """Keep recording after the last frame until every frame has an output or the node went quiet."""
         run = self.run
-        latencies = [t - run.published_at[k] for k, (_, t) in run.outputs.items()]
-        quiet = max(MIN_DRAIN_S, 3 * max(latencies, default=0.0))
+        quiet = max(MIN_DRAIN_S, 3 * run.max_latency_s)
         deadline, last_count, last_change = time.monotonic() + MAX_DRAIN_S, -1, time.monotonic()
-        while len(run.outputs) < frames and time.monotonic() < deadline:
-            if len(run.outputs) != last_count:
-                last_count, last_change = len(run.outputs), time.monotonic()
+        while run.matched < frames and run.waiting and time.monotonic() < deadline:
+            if run.matched != last_count:
+                last_count, last_change = run.matched, time.monotonic()
             elif time.monotonic() - last_change > quiet:
                 break
             self.store_arrivals(until=time.monotonic() + period)
@@ -218,15 +260,11 @@ class Recorder:
                 received = self.arrivals.get(timeout=remaining) if remaining > 0 else self.arrivals.get_nowait()
             except queue.Empty:
                 return
-            key = stamp_key(received.msg.header)
             if received.topic == "overlay":
                 self.outputs.write_overlay(received.msg)
                 self._overlay = image_to_rgb(received.msg)
-            elif key in self.run.published_at:
-                self.run.outputs[key] = (received.msg, received.monotonic)
+            elif self.run.output(received.msg, received.monotonic):
                 self.outputs.write_pose_seg(received.msg)
-            else:
-                self.run.foreign_outputs += 1
 
     def _show_overlay(self) -> None:
         if self._overlay is not None and self.outputs.video is not None:
@@ -243,21 +281,16 @@ def _read_ahead(bag: ImageBag, frames_queue: queue.Queue) -> None:
 
 def _report(run: LiveRun, frames: int, playback_s: float, bag: ImageBag, topic: str, rate: float,
             outputs: ReplayOutputs, overlay: bool, node_namespace, predictor) -> dict:
-    matched = sorted(run.outputs.items(), key=lambda item: item[1][1])
-    latencies_ms = [(received - run.published_at[key]) * 1e3 for key, (_, received) in matched]
-    receive_times = [received for _, (_, received) in matched]
-    output_span = receive_times[-1] - receive_times[0] if len(receive_times) > 1 else 0.0
-    in_order = [msg for _, (msg, _) in sorted(run.outputs.items(), key=lambda item: run.frame_index[item[0]])]
-    people = [len(msg.people) for msg in in_order]
+    output_span = run.last_output - run.first_output if run.matched > 1 else 0.0
     return {
         "mode": "live", "bag": str(bag.path), "topic": topic, "message_type": bag.msgtype,
-        "frames": frames, "outputs": len(matched), "foreign_outputs": run.foreign_outputs,
-        "drop_rate": round(1 - len(matched) / frames, 4),
+        "frames": frames, "outputs": run.matched, "foreign_outputs": run.foreign_outputs,
+        "drop_rate": round(1 - run.matched / frames, 4),
         "rate": rate, "input_rate_hz": round((frames - 1) / playback_s, 3) if frames > 1 and playback_s > 0 else 0.0,
-        "output_rate_hz": round((len(matched) - 1) / output_span, 3) if output_span > 0 else 0.0,
-        **people_fields(people), **tracking_fields(in_order),
-        "latency_ms": {"end_to_end": summarize(latencies_ms)},
-        "throughput_fps": round(len(matched) / playback_s, 3) if playback_s > 0 else 0.0,
+        "output_rate_hz": round((run.matched - 1) / output_span, 3) if output_span > 0 else 0.0,
+        **people_fields(run.people), **tracking_fields(run.tracking),
+        "latency_ms": {"end_to_end": summarize(run.latencies_ms)},
+        "throughput_fps": round(run.matched / playback_s, 3) if playback_s > 0 else 0.0,
         "node": node_namespace or "in-process", "device": str(getattr(predictor, "device", "?")),
         "bag_damage": bag.damage,
         "files": {"bag": str(outputs.bag_path), "overlay_video": str(outputs.video_path) if overlay else None,

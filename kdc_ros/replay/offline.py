@@ -4,10 +4,16 @@ Latency per frame and stage, in ms: conversion (message -> RGB), preprocess / ne
 the frame's batch: a frame waits for its whole batch), messages (thresholds, tracking, PoseSeg and
 overlay), total (their sum). The first frame is run once before timing (model warm-up).
 throughput_fps is frames over the wall time of the whole loop, bag reading and writing included.
+
+Outputs are streamed: each frame's PoseSeg and overlay go to the output bag and the video as soon as
+they are made, and the report keeps only running figures (stage times and people counts per frame,
+track counters, the COCO entries of annotated frames), so memory stays flat over a long bag.
 """
 from __future__ import annotations
 
 import time
+from array import array
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sensor_msgs.msg import CompressedImage
@@ -15,11 +21,12 @@ from tqdm import tqdm
 
 from ..bags.image_bag import BagFrame, ImageBag
 from ..image_io import ImageError, compressed_to_rgb, image_to_rgb, rgb_to_image
-from .annotations import evaluate_frames
+from ..tracking_metrics import TrackingStats
+from .annotations import FrameEvaluation
 from .latency import StageTimes
 from .node_outputs import NodeOutputs
 from .outputs import ReplayOutputs
-from .report import people_fields, tracking_fields
+from .report import Rejections, people_fields, tracking_fields
 
 MODEL_STAGES = ("preprocess", "network", "decode")
 
@@ -28,14 +35,27 @@ def message_rgb(msg):
     return compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
 
 
+@dataclass
+class Tally:
+    """What the report needs of the frames replayed so far (nothing per frame but numbers)."""
+
+    times: StageTimes = field(default_factory=StageTimes)
+    people: array = field(default_factory=lambda: array("I"))      # people published per frame
+    tracking: TrackingStats = field(default_factory=TrackingStats)
+    rejected: Rejections = field(default_factory=Rejections)
+    evaluation: FrameEvaluation | None = None
+
+
 def replay_offline(bag_path: str | Path, topic: str, out_dir: str | Path, predictor, *, batch_size: int = 4,
                    overlay: bool = True, annotations: str | Path | None = None, settings: dict | None = None,
                    progress: bool = True) -> dict:
     """Replay `topic` of the bag at `bag_path` through `predictor`; returns the report (also written)."""
     with ImageBag(bag_path, topic) as bag:
+        # Annotations first: a bad file fails before the replay, and results are scored as they come.
+        evaluation = FrameEvaluation(annotations, bag.frame_names()) if annotations is not None else None
         outputs = ReplayOutputs(out_dir, bag.rate_hz or 30.0, overlay)
         node_outputs = NodeOutputs(settings, overlay)
-        times, people, results, rejected, pose_segs = StageTimes(), [], {}, [], []
+        tally = Tally(evaluation=evaluation)
         warmed_up, frames_read = False, 0
         start = time.perf_counter()
         try:
@@ -47,7 +67,7 @@ def replay_offline(bag_path: str | Path, topic: str, out_dir: str | Path, predic
                 try:
                     rgb = message_rgb(frame.msg)
                 except ImageError as err:
-                    rejected.append(f"frame {frame.index}: {err}")
+                    tally.rejected.add(frame.index, str(err))
                     continue
                 if not warmed_up:
                     predictor(rgb)
@@ -55,38 +75,39 @@ def replay_offline(bag_path: str | Path, topic: str, out_dir: str | Path, predic
                     clock = start
                 batch.append((frame, rgb, (time.perf_counter() - clock) * 1e3))
                 if len(batch) == batch_size:
-                    _run_batch(batch, predictor, node_outputs, outputs, times, people, results, pose_segs)
+                    _run_batch(batch, predictor, node_outputs, outputs, tally)
                     batch = []
             if batch:
-                _run_batch(batch, predictor, node_outputs, outputs, times, people, results, pose_segs)
+                _run_batch(batch, predictor, node_outputs, outputs, tally)
         finally:
             outputs.close()
         wall = time.perf_counter() - start
-        frames = len(people)
+        frames = len(tally.people)
         report = {
             "mode": "offline", "bag": str(bag_path), "topic": topic, "message_type": bag.msgtype,
-            "frames": frames, "rejected_frames": rejected, **people_fields(people),
-            **tracking_fields(pose_segs),
-            "latency_ms": times.summary(), "throughput_fps": round(frames / wall, 3) if frames and wall > 0 else 0.0,
+            "frames": frames, **tally.rejected.fields(), **people_fields(tally.people),
+            **tracking_fields(tally.tracking),
+            "latency_ms": tally.times.summary(),
+            "throughput_fps": round(frames / wall, 3) if frames and wall > 0 else 0.0,
             "batch_size": batch_size, "device": str(getattr(predictor, "device", "?")),
             "bag_damage": bag.damage,
             "files": {"bag": str(outputs.bag_path), "overlay_video": str(outputs.video_path) if overlay else None,
                       "report": str(outputs.report_path)},
         }
-        if annotations is not None:
-            report["evaluation"] = evaluate_frames(annotations, bag.frame_names(), frames_read, results)
+        if evaluation is not None:
+            report["evaluation"] = evaluation.report(frames_read)
         outputs.write_report(report)
     return report
 
 
-def _run_batch(batch, predictor, node_outputs: NodeOutputs, outputs: ReplayOutputs, times: StageTimes,
-               people: list[int], results: dict, pose_segs: list) -> None:
+def _run_batch(batch, predictor, node_outputs: NodeOutputs, outputs: ReplayOutputs, tally: Tally) -> None:
     rgbs = [rgb for _, rgb, _ in batch]
     if hasattr(predictor, "predict_batch"):
         predicted = predictor.predict_batch(rgbs)
     else:
         predicted = [predictor(rgb) for rgb in rgbs]
     timing = getattr(predictor, "last_timing", {})
+    times = tally.times
     for (frame, rgb, conversion_ms), result in zip(batch, predicted):
         clock = time.perf_counter()
         made = node_outputs(rgb, result, frame.msg.header)
@@ -101,6 +122,7 @@ def _run_batch(batch, predictor, node_outputs: NodeOutputs, outputs: ReplayOutpu
                 times.add(stage, timing[f"{stage}_ms"])
         times.add("messages", messages_ms)
         times.add("total", conversion_ms + timing.get("total_ms", 0.0) + messages_ms)
-        people.append(len(made.result))
-        results[frame.index] = made.result
-        pose_segs.append(made.pose_seg)
+        tally.people.append(len(made.result))
+        tally.tracking.add_pose_seg(made.pose_seg)
+        if tally.evaluation is not None:
+            tally.evaluation.add(frame.index, made.result)

@@ -3,19 +3,57 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tracking_metrics import pose_seg_frames, tracking_summary
+from ..tracking_metrics import TrackingStats, pose_seg_frames, tracking_summary
+
+MAX_REJECTED_EXAMPLES = 10
 
 
-def people_fields(people_per_frame: list[int]) -> dict:
+class Rejections:
+    """Frames refused on the way (count, and the first few reasons): a long bag of bad frames must not
+    grow the report or the memory with one line per frame."""
+
+    def __init__(self, examples: int = MAX_REJECTED_EXAMPLES) -> None:
+        self.count, self.examples, self._limit = 0, [], examples
+
+    def add(self, frame_index: int, reason: str) -> None:
+        self.count += 1
+        if len(self.examples) < self._limit:
+            self.examples.append(f"frame {frame_index}: {reason}")
+
+    def fields(self) -> dict:
+        return {"rejected_frames": self.count, "rejected_examples": self.examples}
+
+
+def replayed(report: dict) -> int:
+    """Frames that have outputs: offline, the frames run through the model; live, the outputs received."""
+    return report["outputs"] if report["mode"] == "live" else report["frames"]
+
+
+def nothing_replayed(report: dict) -> str | None:
+    """Why a replay produced no output at all (None when it produced some)."""
+    if replayed(report):
+        return None
+    if report["mode"] == "live":
+        return f"the node published no output for the {report['frames']} frames played"
+    rejected = report.get("rejected_frames", 0)
+    if rejected:
+        return f"all {rejected} frames were rejected (first: {report['rejected_examples'][0]})"
+    return f"no frames on {report['topic']}" + (f" before the damage ({report['bag_damage']})"
+                                                 if report.get("bag_damage") else "")
+
+
+def people_fields(people_per_frame) -> dict:
     counts = np.asarray(people_per_frame)
     return {"frames_with_people": int((counts > 0).sum()),
             "people_per_frame": [int(c) for c in counts],
             "mean_people_per_frame": round(float(counts.mean()), 3) if counts.size else 0.0}
 
 
-def tracking_fields(pose_segs: list) -> dict:
+def tracking_fields(pose_segs) -> dict:
     """`tracking`: track lengths and id switches of the published ids (kdc_ros.tracking_metrics),
-    over the PoseSeg messages in frame order."""
+    over the PoseSeg messages in frame order, or a TrackingStats fed with them as they came."""
+    if isinstance(pose_segs, TrackingStats):
+        return {"tracking": pose_segs.summary()}
     return {"tracking": tracking_summary(pose_seg_frames(pose_segs))}
 
 
