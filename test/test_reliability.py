@@ -102,12 +102,16 @@ raw_messages = st.one_of(plausible_images(), huge_declared_images(), random_imag
 
 # --- strategies: compressed images -----------------------------------------------------------------
 def _seed_files() -> list[bytes]:
+    import cv2
+
     rng = np.random.default_rng(3)
     files = []
     for height, width in ((8, 8), (24, 32), (30, 40)):
         for image in (gradient_rgb(height, width), rng.integers(0, 256, (height, width, 3), dtype=np.uint8)):
             for fmt in ("jpeg", "png"):
                 files.append(bytes(compress(image, fmt).data))
+            for ext in (".bmp", ".tiff", ".webp"):  # every other format the node decodes
+                files.append(cv2.imencode(ext, image)[1].tobytes())
     return files
 
 
@@ -132,7 +136,7 @@ def _with_size(data: bytes, width: int, height: int) -> bytes:
 def mutated_compressed(draw):
     data = bytearray(draw(st.sampled_from(SEED_FILES)))
     for _ in range(draw(st.integers(0, 4))):
-        kind = draw(st.sampled_from(["flip", "truncate", "insert", "delete", "size", "zero_tail"]))
+        kind = draw(st.sampled_from(["flip", "truncate", "insert", "delete", "size", "zero_tail", "fill"]))
         if not data:
             break
         at = draw(st.integers(0, len(data) - 1))
@@ -146,6 +150,8 @@ def mutated_compressed(draw):
             del data[at:at + draw(st.integers(1, 64))]
         elif kind == "size":
             data = bytearray(_with_size(bytes(data), draw(st.integers(0, 65535)), draw(st.integers(0, 65535))))
+        elif kind == "fill":  # 0xFF fill bytes, legal before any JPEG marker (they hid the SOF from the old parser)
+            data[at:at] = b"\xff" * draw(st.integers(1, 8))
         else:
             data[at:] = bytes(len(data) - at)
     return CompressedImage(format=draw(FORMATS), data=bytes(data))
@@ -156,7 +162,8 @@ compressed_messages = st.one_of(
     st.builds(CompressedImage, format=FORMATS, data=st.binary(max_size=700)),
     st.builds(CompressedImage, format=FORMATS,  # real magic numbers, junk after
               data=st.tuples(st.sampled_from([b"\xff\xd8\xff\xe0", b"\x89PNG\r\n\x1a\n", b"\xff\xd8", b"GIF89a",
-                                              b"BM", b"II*\x00"]), st.binary(max_size=300)).map(b"".join)),
+                                              b"BM", b"II*\x00", b"MM\x00*", b"II+\x00", b"RIFF\x00\x00\x00\x00WEBP"]),
+                             st.binary(max_size=300)).map(b"".join)),
 )
 
 
