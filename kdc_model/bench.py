@@ -52,6 +52,27 @@ def target_maps(scene, config: ModelConfig, side: int, device: torch.device) -> 
             for k, v in targets.items() if not k.endswith("_weight")}
 
 
+def texture_maps(config: ModelConfig, height: int, width: int, spacing: int = 3, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Maps of a scene the decoder finds hardest: a texture where every cell of every keypoint type
+    is confident and votes for the nearest point of a grid `spacing` cells apart, so the Hough maps
+    hold thousands of strong peaks; mid-range and embedding offsets are noise, every cell is "person".
+    (A network shows this on patterned clothes, fences, foliage: limb-like texture everywhere.)"""
+    from .skeleton import NUM_DIRECTED_EDGES, NUM_KEYPOINTS
+
+    stride = config.output_stride
+    h, w = height // stride, width // stride
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:h, 0:w]
+    short = np.zeros((2 * NUM_KEYPOINTS, h, w), np.float32)
+    short[0::2] = ((cols // spacing) * spacing + spacing // 2 - cols) * stride
+    short[1::2] = ((rows // spacing) * spacing + spacing // 2 - rows) * stride
+    maps = {"heatmap": np.full((NUM_KEYPOINTS, h, w), 0.9, np.float32), "short": short,
+            "mid": rng.normal(0, 4 * stride, (2 * NUM_DIRECTED_EDGES, h, w)).astype(np.float32),
+            "seg": np.ones((1, h, w), np.float32),
+            "embed": rng.normal(0, 2 * stride, (2 * NUM_KEYPOINTS, h, w)).astype(np.float32)}
+    return {k: torch.from_numpy(v) for k, v in maps.items()}
+
+
 def run_bench(repeats: int = 5, device: str = "auto") -> dict:
     predictor = load_model(ModelConfig(), device=device)
     config, side = predictor.config, predictor.input_side
@@ -72,7 +93,13 @@ def run_bench(repeats: int = 5, device: str = "auto") -> dict:
             timings.append(predictor.last_timing)
 
         predicts.append(predict)
+    # The worst case last: a texture with thousands of strong peaks (bounded by max_peaks/max_candidates).
+    texture = texture_maps(config, side, side)
+    decodes.append(lambda: decode_people(texture, stride=config.output_stride, radius=config.radius,
+                                         config=predictor.decoder, image_size=(side, side)))
     decode_ms = interleaved_median_ms(decodes, repeats)
+    texture_ms = decode_ms.pop()
+    texture_people = len(decodes.pop()())
     predict_ms = interleaved_median_ms(predicts, repeats)
     for people, decode, decode_time, predict_time, timings in zip(PEOPLE_COUNTS, decodes, decode_ms, predict_ms,
                                                                   stage_times):
@@ -88,6 +115,7 @@ def run_bench(repeats: int = 5, device: str = "auto") -> dict:
         "backbone": config.backbone, "input_side": side, "output_stride": config.output_stride,
         "repeats": repeats, "rows": rows,
         "decode_ratio_60_vs_1": by_people[60]["decode_ms"] / by_people[1]["decode_ms"],
+        "texture_decode_ms": texture_ms, "texture_people": texture_people,
     }
 
 
@@ -102,6 +130,8 @@ def format_report(report: dict) -> str:
                      f"{r['predict_preprocess_ms']:>6.1f} {r['predict_network_ms']:>6.1f} "
                      f"{r['predict_decode_ms']:>8.1f}")
     lines.append(f"decode time, 60 people vs 1: x{report['decode_ratio_60_vs_1']:.2f}")
+    lines.append(f"texture of thousands of strong peaks (worst case, texture_maps): decode "
+                 f"{report['texture_decode_ms']:.1f} ms, {report['texture_people']} people")
     return "\n".join(lines)
 
 

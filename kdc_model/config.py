@@ -27,6 +27,11 @@ class DecoderConfig:
     keypoint_threshold: float = 0.01   # keypoints under this confidence are reported with confidence 0
     min_person_score: float = 0.03     # people scoring lower are dropped (0.03 x 17 keypoints: about half a keypoint of evidence, so a person showing one keypoint at the image edge survives)
     max_people: int = 100
+    # Bounds on the grouping's work, whatever the maps (textures that fire everywhere, crowds): only the
+    # best `max_peaks` peaks are queued, and grouping stops after `max_candidates` people, before they
+    # are scored (soft NMS and min_person_score then drop many). Real frames stay far below both.
+    max_peaks: int = 1000
+    max_candidates: int = 200
     seg_threshold: float = 0.5         # a pixel is a person pixel when segmentation > this
     membership_threshold: float = 0.5  # phi > 0.5 assigns a pixel to a person (paper §3.4)
     mask_sigma: float = 0.21           # membership sigma, in units of the person's scale

@@ -58,28 +58,40 @@ def hough_maps(heatmap: np.ndarray, short: np.ndarray, *, stride: int, radius: f
     k, h, w = heatmap.shape
     u = np.arange(w, dtype=np.float32) + short[0::2] / stride
     v = np.arange(h, dtype=np.float32)[:, None] + short[1::2] / stride
-    u0, v0 = np.floor(u), np.floor(v)
-    fu, fv = u - u0, v - v0
-    # Per axis, the two cells a vote lands between: whether each is on the map, and its clamped index.
-    col, row = u0.astype(np.int64), v0.astype(np.int64)
-    cols = [((col + d >= 0) & (col + d < w), np.clip(col + d, 0, w - 1)) for d in (0, 1)]
-    rows = [((row + d >= 0) & (row + d < h), (np.arange(k) * h * w).reshape(k, 1, 1) + np.clip(row + d, 0, h - 1) * w)
-            for d in (0, 1)]
+    col, row = np.floor(u), np.floor(v)
+    fu, fv = u - col, v - row
+    # The votes are added into a map with a border of one cell, so every corner of a vote landing
+    # within a cell of the map has an index, and the border (off the map) is dropped at the end.
+    # Votes landing farther out weigh nothing (their clamped index is never read).
+    landed = (col >= -1) & (col <= w - 1) & (row >= -1) & (row <= h - 1)
+    col = np.clip(col, -1, w - 1).astype(np.int64) + 1
+    row = np.clip(row, -1, h - 1).astype(np.int64) + 1
+    top_left = ((np.arange(k) * (h + 2)).reshape(k, 1, 1) + row) * (w + 2) + col
     # torch's index_add_ adds the votes one by one in float32 (np.bincount would sum in float64 and
-    # round differently).
-    acc = torch.zeros(k * h * w)
-    for dv, du, wt in ((0, 0, (1 - fv) * (1 - fu)), (0, 1, (1 - fv) * fu), (1, 0, fv * (1 - fu)), (1, 1, fv * fu)):
-        (row_inside, row_at), (col_inside, col_at) = rows[dv], cols[du]
-        acc.index_add_(0, torch.from_numpy((row_at + col_at).reshape(-1)),
-                       torch.from_numpy((heatmap * wt * (row_inside & col_inside)).reshape(-1)))
-    return acc.numpy().reshape(k, h, w) / np.float32(math.pi * (radius / stride) ** 2)
+    # round differently), corner by corner as before.
+    acc = torch.zeros(k * (h + 2) * (w + 2))
+    for corner, wt in ((0, (1 - fv) * (1 - fu)), (1, (1 - fv) * fu), (w + 2, fv * (1 - fu)), (w + 3, fv * fu)):
+        acc.index_add_(0, torch.from_numpy((top_left + corner).reshape(-1)),
+                       torch.from_numpy((heatmap * wt * landed).reshape(-1)))
+    votes = acc.numpy().reshape(k, h + 2, w + 2)[:, 1:-1, 1:-1]
+    return votes / np.float32(math.pi * (radius / stride) ** 2)
 
 
-def _local_max(maps: np.ndarray) -> np.ndarray:
-    """Each cell's maximum over its 3x3 neighbourhood in its own channel of [C, h, w]."""
-    padded = np.pad(maps, ((0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
-    rows = np.maximum(np.maximum(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
-    return np.maximum(np.maximum(rows[:, :, :-2], rows[:, :, 1:-1]), rows[:, :, 2:])
+def _peaks(maps: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(channel, row, column) of the cells of [C, h, w] above `threshold` that are the maximum of
+    their 3x3 neighbourhood in their channel, in map order. Only the cells above the threshold (a
+    few percent) have their neighbours read."""
+    c, h, w = maps.shape
+    pk, pi, pj = np.nonzero(maps > threshold)
+    padded = np.full((c, h + 2, w + 2), -np.inf, np.float32)
+    padded[:, 1:-1, 1:-1] = maps
+    flat = padded.reshape(-1)
+    at = (pk * (h + 2) + pi + 1) * (w + 2) + pj + 1
+    value = flat[at]
+    is_peak = np.ones(len(at), bool)
+    for step in (-(w + 3), -(w + 2), -(w + 1), -1, 1, w + 1, w + 2, w + 3):
+        is_peak &= value >= flat[at + step]
+    return pk[is_peak], pi[is_peak], pj[is_peak]
 
 
 class _VoteField:
@@ -100,18 +112,25 @@ class _VoteField:
         xs = np.arange(w) * stride + self.off
         ys = np.arange(h) * stride + self.off
 
-        def pad(planes):
-            padded = np.zeros((planes.shape[0], h + 2, w + 2), planes.dtype)
-            padded[:, 1:-1, 1:-1] = planes
+        def pad(planes, dtype=np.float64, plus=None):
+            """The planes (float32) cast into a zero border of one cell, `plus` (cell coordinates)
+            added in the target dtype: one pass, no temporaries."""
+            padded = np.zeros((planes.shape[0], h + 2, w + 2), dtype)
+            inside = padded[:, 1:-1, 1:-1]
+            inside[...] = planes
+            if plus is not None:
+                inside += plus
             return padded.reshape(-1)
 
-        self.heat = pad(heatmap.astype(np.float64))
-        self.vote_x = pad(xs + short[0::2].astype(np.float64))
-        self.vote_y = pad(ys[:, None] + short[1::2].astype(np.float64))
-        self.mid_x = pad(xs + mid[0::2].astype(np.float64))
-        self.mid_y = pad(ys[:, None] + mid[1::2].astype(np.float64))
-        # Whether each cell's mid-range offset says anything (a zero offset is "target unknown").
-        self.mid_set = pad(np.hypot(mid[0::2], mid[1::2]) > _NO_OFFSET).astype(np.float64)
+        self.heat = pad(heatmap)
+        self.vote_x = pad(short[0::2], plus=xs)
+        self.vote_y = pad(short[1::2], plus=ys[:, None])
+        self.mid_x = pad(mid[0::2], plus=xs)
+        self.mid_y = pad(mid[1::2], plus=ys[:, None])
+        # Whether each cell's mid-range offset says anything (a zero offset is "target unknown");
+        # squared lengths, as np.hypot costs several times more.
+        mid_x, mid_y = mid[0::2], mid[1::2]
+        self.mid_set = pad(mid_x * mid_x + mid_y * mid_y > _NO_OFFSET ** 2, dtype=bool)
         di, dj = np.meshgrid([0, 1, 2], [0, 1, 2], indexing="ij")  # the 3x3 around unpadded cell (i, j)
         self.nb = (di * (w + 2) + dj).reshape(1, 9)
         self.square = np.array([[0, 1, w + 2, w + 3]])  # a cell, its right, lower and lower-right neighbours
@@ -182,22 +201,18 @@ class _VoteField:
         return ((1 - fv) * ((1 - fu) * a[:, 0] + fu * a[:, 1])
                 + fv * ((1 - fu) * a[:, 2] + fu * a[:, 3]))
 
-    def confidence(self, pts: np.ndarray, falloff: np.ndarray) -> np.ndarray:
-        """Vote mass landing near each keypoint, weighted by a Gaussian falloff (px) per keypoint.
-
-        pts: [P, 17, 2]; falloff: [P, 17]. Votes come from cells within the disk radius.
-        """
-        p = pts.shape[0]
+    def confidence(self, types: np.ndarray, pts: np.ndarray, falloff: np.ndarray) -> np.ndarray:
+        """Vote mass of type `types` landing near each point [B, 2], weighted by a Gaussian falloff
+        (px, [B]). Votes come from cells within the disk radius."""
         r = max(1, math.ceil(self.radius / self.stride))
         di, dj = np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1), indexing="ij")
-        flat = pts.reshape(-1, 2)
-        ji = np.minimum(np.maximum(np.rint((flat - self.off) / self.stride), 0), self.last_cell).astype(np.int64) + 1
+        ji = np.minimum(np.maximum(np.rint((pts - self.off) / self.stride), 0), self.last_cell).astype(np.int64) + 1
         i = np.minimum(np.maximum(ji[:, 1:] + di.reshape(1, -1), 0), self.h + 1)
         j = np.minimum(np.maximum(ji[:, :1] + dj.reshape(1, -1), 0), self.w + 1)
-        at = (np.tile(np.arange(NUM_KEYPOINTS), p) * self.plane)[:, None] + i * (self.w + 2) + j
-        d2 = (self.vote_x[at] - flat[:, :1]) ** 2 + (self.vote_y[at] - flat[:, 1:]) ** 2
+        at = (types * self.plane)[:, None] + i * (self.w + 2) + j
+        d2 = (self.vote_x[at] - pts[:, :1]) ** 2 + (self.vote_y[at] - pts[:, 1:]) ** 2
         mass = (self.heat[at] * np.exp(-d2 / (2 * falloff.reshape(-1, 1) ** 2))).sum(1)
-        return np.clip(mass / (math.pi * (self.radius / self.stride) ** 2), 0, 1).reshape(p, NUM_KEYPOINTS)
+        return np.clip(mass / (math.pi * (self.radius / self.stride) ** 2), 0, 1)
 
 
 def _walk_order(root: int) -> tuple[np.ndarray, np.ndarray]:
@@ -289,16 +304,18 @@ def _group(field: _VoteField, peak_types: np.ndarray, peak_pos: np.ndarray, conf
     A peak within `peak_nms_radius` of the same keypoint of an accepted person is skipped; any
     other peak starts a person. Walks are computed for a batch of unclaimed peaks at once and then
     accepted in queue order, which gives the sequential result except that people accepted from
-    one batch do not see each other's claims when snapping.
+    one batch do not see each other's claims when snapping. Grouping stops after
+    `config.max_candidates` people (the queue is best first, so the rest would come from weaker peaks).
     """
     r2 = config.peak_nms_radius ** 2
     peak_x, peak_y = peak_pos[:, 0].copy(), peak_pos[:, 1].copy()
     is_claimed = np.zeros(len(peak_types), bool)
     people, states = [], []
     todo = np.arange(len(peak_types))
-    while len(todo):
+    while len(todo) and len(people) < config.max_candidates:
         todo = todo[~is_claimed[todo]]
-        seeds, todo = todo[:batch], todo[batch:]
+        take = min(batch, config.max_candidates - len(people))
+        seeds, todo = todo[:take], todo[take:]
         if not len(seeds):
             break
         kp, state = _walk(field, peak_types[seeds], peak_pos[seeds], peak_types, peak_pos, ~is_claimed,
@@ -374,65 +391,86 @@ def _cell_labels(seg: torch.Tensor, embed: torch.Tensor, kp: torch.Tensor, weigh
     phi = torch.exp((-d2 / (2 * config.mask_sigma ** 2)).clamp(min=floor))
     phi = torch.where((weight.sum(1) > 0) & (phi >= negligible), phi, torch.zeros_like(phi))
     if config.instance_smoothing_sigma > 0:
-        # Instance-wise Gaussian optimisation: smooth each person's membership map.
-        grid = torch.zeros(len(kp), h, w, dtype=phi.dtype, device=phi.device)
-        grid[:, ii, jj] = phi.T
+        # Instance-wise Gaussian optimisation: smooth each person's membership map. Memberships are 0
+        # off the person cells, so blurring the box around those cells (zero-padded) gives the same
+        # values there as blurring the whole map, at a fraction of the cost.
+        top, left = int(ii.min()), int(jj.min())
+        rows, cols = ii - top, jj - left
+        grid = torch.zeros(len(kp), int(rows.max()) + 1, int(cols.max()) + 1, dtype=phi.dtype, device=phi.device)
+        grid[:, rows, cols] = phi.T
         grid = _gaussian_blur(grid, [config.instance_smoothing_sigma] * len(kp))
-        phi = grid[:, ii, jj].T
+        phi = grid[:, rows, cols].T
     best, who = phi.max(dim=1)
     labels[ii, jj] = torch.where(best > config.membership_threshold, who + 1, torch.zeros_like(who))
     return labels
 
 
-def _upsample(seg: torch.Tensor, cell_labels: np.ndarray, stride: int, image_size: tuple[int, int],
-              seg_threshold: float):
-    """Segmentation probability and instance labels at input resolution (NumPy [H, W] each).
+def _pixel_axis(n_px: int, n_cells: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel along an axis: the cell at or before it (clamped to the map), and the float32
+    fraction of the way to the next one: PyTorch's bilinear (align_corners=False) source index."""
+    u = (np.arange(n_px, dtype=np.float32) - (stride - 1) / 2.0) / stride
+    a0 = np.clip(np.floor(u), 0, n_cells - 1).astype(np.int64)
+    return a0, np.clip(u - a0.astype(np.float32), 0, 1)
+
+
+def _upsample(seg: np.ndarray, cell_labels: np.ndarray, stride: int, image_size: tuple[int, int],
+              seg_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Instance labels at input resolution: (label [H, W], the flat indices of its labelled pixels in
+    raster order, their segmentation probability).
 
     Segmentation is bilinear between cell centres. A person pixel (segmentation > seg_threshold)
     takes the label carrying the most bilinear weight among its four neighbouring labelled cells;
-    other pixels are 0. The pixels between four cells of one label (or none) take that label
+    other pixels are 0. So only the pixels of blocks with a labelled corner cell can be labelled:
+    only those are visited (a few percent of the image with a handful of people), and the cost
+    follows the people, not the input size. The pixels between four cells of one label take it
     outright. Elsewhere the winning cell depends only on which of the four share a label, which are
     labelled, and the pixel's bilinear fractions, which take a handful of values: each such
     combination is voted once (_vote_corner) and the pixels look their winner up.
     """
     H, W = image_size
     h, w = seg.shape
-
-    def axis(n_px, n_cells):
-        """Per pixel along an axis: the cell at or before it (clamped to the map), and the fraction
-        of the way to the next one."""
-        u = (np.arange(n_px, dtype=np.float32) - (stride - 1) / 2.0) / stride
-        a0 = np.clip(np.floor(u), 0, n_cells - 1).astype(np.int64)
-        return a0, np.clip(u - a0.astype(np.float32), 0, 1)
-
-    j0, fu = axis(W, w)
-    i0, fv = axis(H, h)
-    seg_up = F.interpolate(seg[None, None], size=(h * stride, w * stride), mode="bilinear", align_corners=False)
-    seg_up = F.pad(seg_up, (0, W - w * stride, 0, H - h * stride), mode="replicate")[0, 0].numpy()
+    label = np.zeros((H, W), np.int32)
     # Block (a, b) holds the pixels whose top-left cell is (a, b); its corners are (a | a+1, b | b+1),
     # clamped at the last row and column.
     below = np.minimum(np.arange(h) + 1, h - 1)
     right = np.minimum(np.arange(w) + 1, w - 1)
     corners = np.stack([cell_labels, cell_labels[:, right], cell_labels[below],
                         cell_labels[below][:, right]]).reshape(4, -1)            # [4, blocks]
-    block = (i0 * w)[:, None] + j0                                                # [H, W]
-    person = seg_up > seg_threshold
-    label = corners[0][block] * person
-    voted = np.flatnonzero(((corners != corners[0]).any(axis=0)[block] & person))
-    if len(voted):
+    i0, fv = _pixel_axis(H, h, stride)
+    j0, fu = _pixel_axis(W, w, stride)
+    block_on = (corners > 0).any(axis=0).reshape(h, w)
+    at = np.flatnonzero(np.take(np.take(block_on, i0, axis=0), j0, axis=1))  # pixels of those blocks
+    if not len(at):
+        return label, at, np.zeros(0, np.float32)
+    ys, xs = np.divmod(at, W)
+    a, b, pv, pu = i0[ys], j0[xs], fv[ys], fu[xs]
+    # Bilinear segmentation at those pixels, in float32 as PyTorch's upsampling computes it (up to
+    # the rounding of its vectorised kernel: within a float32 step).
+    s = seg.reshape(-1)
+    one = np.float32(1)
+    seg_px = ((one - pv) * ((one - pu) * s[a * w + b] + pu * s[a * w + right[b]])
+              + pv * ((one - pu) * s[below[a] * w + b] + pu * s[below[a] * w + right[b]]))
+    person = seg_px > seg_threshold
+    at, seg_px, pv, pu = at[person], seg_px[person], pv[person], pu[person]
+    block = a[person] * w + b[person]
+    px_label = corners[0][block]
+    mixed = np.flatnonzero((corners != corners[0]).any(axis=0)[block])
+    if len(mixed):
         l0, l1, l2, l3 = corners
         traits = (l0 == l1, l0 == l2, l0 == l3, l1 == l2, l1 == l3, l2 == l3, l0 > 0, l1 > 0, l2 > 0, l3 > 0)
         _, example, pattern = np.unique(sum(t.astype(np.int64) << n for n, t in enumerate(traits)),
                                         return_index=True, return_inverse=True)
-        fv_values, fv_class = np.unique(fv, return_inverse=True)
-        fu_values, fu_class = np.unique(fu, return_inverse=True)
+        fv_values, fv_class = np.unique(pv[mixed], return_inverse=True)
+        fu_values, fu_class = np.unique(pu[mixed], return_inverse=True)
         winner = _vote_corner(corners[:, example, None, None], fv_values[:, None], fu_values)  # [patterns, fv, fu]
-        fractions = (fv_class[:, None] * len(fu_values) + fu_class).reshape(-1)         # [H * W]
-        at = block.reshape(-1)[voted]
-        corner = winner.reshape(-1)[pattern[at] * (len(fv_values) * len(fu_values)) + fractions[voted]]
+        mixed_block = block[mixed]
+        corner = winner.reshape(-1)[(pattern[mixed_block] * len(fv_values) + fv_class) * len(fu_values) + fu_class]
         labels_or_0 = np.concatenate([corners, np.zeros_like(corners[:1])]).reshape(-1)  # corner 4: none
-        label.reshape(-1)[voted] = labels_or_0[corner * corners.shape[1] + at]
-    return seg_up, label
+        px_label[mixed] = labels_or_0[corner * corners.shape[1] + mixed_block]
+    labelled = px_label > 0
+    at = at[labelled]
+    label.reshape(-1)[at] = px_label[labelled]
+    return label, at, seg_px[labelled]
 
 
 def _vote_corner(corner_labels: np.ndarray, fv: np.ndarray, fu: np.ndarray) -> np.ndarray:
@@ -450,17 +488,17 @@ def _vote_corner(corner_labels: np.ndarray, fv: np.ndarray, fu: np.ndarray) -> n
     return np.where(best > 0, winner, 4)
 
 
-def _mask_stats(label: np.ndarray, seg_up: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _mask_stats(label: np.ndarray, pixels: np.ndarray, seg_px: np.ndarray,
+                n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per person 1..n: pixel count, mean segmentation probability and box (x0, y0, x1, y1) of their
-    pixels (the box is meaningless for a person without pixels). Only labelled pixels are visited,
-    in raster order: the float32 sums add one term at a time in that order (ufunc.at), as a sum over
-    the whole image would."""
+    pixels (the box is meaningless for a person without pixels). `pixels`: the flat indices of the
+    labelled pixels in raster order, `seg_px` their segmentation; the float32 sums add one term at a
+    time in that order (ufunc.at), as a sum over the whole image would."""
     H, W = label.shape
-    where = np.flatnonzero(label)
-    who = label.reshape(-1)[where]
+    who = label.reshape(-1)[pixels]
     seg_sum = np.zeros(n + 1, np.float32)
-    np.add.at(seg_sum, who, seg_up.reshape(-1)[where])
-    ys, xs = np.divmod(where, W)
+    np.add.at(seg_sum, who, seg_px)
+    ys, xs = np.divmod(pixels, W)
     # Which rows and columns each person has pixels in: their first and last are the box.
     rows = np.bincount(who * H + ys, minlength=(n + 1) * H).reshape(n + 1, H)[1:]
     cols = np.bincount(who * W + xs, minlength=(n + 1) * W).reshape(n + 1, W)[1:] > 0
@@ -482,10 +520,10 @@ def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, 
     heat, short = host["heatmap"].numpy(), host["short"].numpy()
     hough = _gaussian_blur(torch.from_numpy(hough_maps(heat, short, stride=stride, radius=radius)),
                            config.pgo_sigmas).numpy()
-    pk, pi, pj = np.nonzero((hough == _local_max(hough)) & (hough > config.peak_threshold))
+    pk, pi, pj = _peaks(hough, config.peak_threshold)
     if not len(pk):
         return PoseSegResult.empty(H, W)
-    order = np.argsort(-hough[pk, pi, pj], kind="stable")  # best first; ties in map order
+    order = np.argsort(-hough[pk, pi, pj], kind="stable")[: config.max_peaks]  # best first; ties in map order
     pk, pi, pj = pk[order], pi[order], pj[order]
     field = _VoteField(heat, short, host["mid"].numpy(), stride=stride, radius=radius,
                        bandwidth=config.vote_bandwidth)
@@ -507,8 +545,11 @@ def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, 
     kp = flat.reshape(kp.shape)
     ok = state == _FOUND
     scale = _person_scale(kp, ok, floor=radius)
-    conf = field.confidence(kp, falloff=2 * OKS_SIGMAS[None].astype(np.float64) * scale[:, None])
-    conf = np.where((state == _REJECTED) | (state == _UNSET) | (state == _UNKNOWN), 0.0, conf)
+    # Only found and guessed keypoints score; the others are 0 (no evidence, or someone else's).
+    scored = (state == _FOUND) | (state == _GUESSED)
+    conf = np.zeros(state.shape)
+    falloff = 2 * OKS_SIGMAS[None].astype(np.float64) * scale[:, None]
+    conf[scored] = field.confidence(np.nonzero(scored)[1], kp[scored], falloff[scored])
     scores = _soft_nms_scores(kp, conf, config.peak_nms_radius)
     keep = np.argsort(-scores, kind="stable")
     keep = keep[scores[keep] >= config.min_person_score][: config.max_people]
@@ -524,9 +565,10 @@ def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, 
     seg = host["seg"][0]
     cells = _cell_labels(seg, host["embed"], as_tensor(kp), as_tensor(centroid_w), as_tensor(scale),
                          stride=stride, config=config)
-    seg_up, label = _upsample(seg, cells.numpy().astype(np.int32), stride, (H, W), config.seg_threshold)
+    label, pixels, seg_px = _upsample(seg.numpy(), cells.numpy().astype(np.int32), stride, (H, W),
+                                      config.seg_threshold)
 
-    count, mask_scores, mask_box = _mask_stats(label, seg_up, len(kp))
+    count, mask_scores, mask_box = _mask_stats(label, pixels, seg_px, len(kp))
     has_mask = count > 0
     conf = np.where(conf >= config.keypoint_threshold, conf, 0.0)
     kp_ok = (conf > 0)[..., None]
