@@ -7,15 +7,15 @@ not a tensor or a plain container. Every failure is a one-line CheckpointError n
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from .config import ModelConfig
+from .private_files import write_atomic
 
 FORMAT_NAME = "kdc_model"
 FORMAT_VERSION = "1"
@@ -40,10 +40,9 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, config: ModelConfi
         state[key] = tensor.half() if half and tensor.is_floating_point() else tensor
     metadata = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (extra_metadata or {}).items()}
     metadata.update(format=FORMAT_NAME, format_version=FORMAT_VERSION, config=json.dumps(config.to_dict()))
-    # Write beside the target and rename, so a crash never leaves a half-written checkpoint in place.
-    partial = path.with_name(path.name + ".partial")
-    save_file(state, str(partial), metadata=metadata)
-    os.replace(partial, path)
+    # Written under a fresh random name beside the target (O_EXCL | O_NOFOLLOW) and renamed over it: a
+    # crash never leaves half a checkpoint, and a symlink planted in a shared folder clobbers nothing.
+    write_atomic(path, save(state, metadata=metadata), mode=0o666)
 
 
 def load_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:

@@ -148,3 +148,30 @@ def test_invalid_stored_config_is_refused(tmp_path):
     save_file({"w": torch.zeros(2)}, str(path), metadata={"config": json.dumps({"backbone": "vgg"})})
     with pytest.raises(CheckpointError, match="badconfig.safetensors.*invalid model config"):
         load_checkpoint(path)
+
+
+def test_saving_follows_no_symlink_planted_beside_the_checkpoint(tmp_path):
+    """The writer used the predictable name <file>.partial: a symlink planted there (a shared folder)
+    made a save overwrite whatever it pointed to."""
+    import os
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"secret")
+    path = tmp_path / "model.safetensors"
+    path.with_name(path.name + ".partial").symlink_to(victim)
+    path.symlink_to(victim)
+    model, config = _model()
+    save_checkpoint(path, model, config)
+    assert victim.read_bytes() == b"secret"
+    assert path.is_file() and not path.is_symlink()
+    assert load_checkpoint(path)[0].to_dict() == config.to_dict()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors", "model.safetensors.partial", "victim"]
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
