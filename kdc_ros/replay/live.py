@@ -32,7 +32,7 @@ from sensor_msgs.msg import Image
 from tqdm import tqdm
 
 from ..bags.image_bag import ImageBag
-from ..image_io import image_to_rgb
+from ..image_io import ImageError, image_to_rgb
 from ..tracking_metrics import TrackingStats
 from .annotations import FrameEvaluation
 from .latency import summarize
@@ -180,7 +180,10 @@ def _start_node(predictor, bag: ImageBag, context, image_topic: str, parameters:
 
     first = next(iter(bag.frames()), None)
     if predictor is not None and first is not None:
-        predictor(message_rgb(first.msg))  # warm-up: a running node has seen frames before
+        try:
+            predictor(message_rgb(first.msg))  # warm-up: a running node has seen frames before
+        except ImageError:
+            pass  # a bad first frame: the node will reject it too; no warm-up then
     values = {"image_topic": image_topic, "compressed": bag.compressed, **parameters}
     overrides = [Parameter(name, value=value) for name, value in values.items()]
     return KdcNode(predictor, context=context, parameter_overrides=overrides)
