@@ -169,8 +169,8 @@ def cached_export(path: Path, model: torch.nn.Module, input_side: int) -> bytes 
             problem = _claim_problem(claim, _expected_claim(model, input_side), hashlib.sha256(data).hexdigest())
         except FileNotFoundError:
             return None  # not exported yet
-        except (UntrustedFile, ValueError) as err:  # ValueError: a claim that is not JSON
-            problem = str(err)
+        except (UntrustedFile, ValueError, RecursionError) as err:  # a claim that is not (sane) JSON
+            problem = str(err) or type(err).__name__
     if problem is not None:
         warnings.warn(f"not using the cached ONNX export {path}: {problem}; exporting again", RuntimeWarning,
                       stacklevel=3)
@@ -214,7 +214,8 @@ def _claim_problem(claim, expected: dict, onnx_sha256: str) -> str | None:
         if claim.get(key) != value:
             return f"it claims {key} {str(claim.get(key))[:80]!r}, expected {value!r}"
     if claim.get("onnx_sha256") != onnx_sha256:
-        return f"its bytes have SHA-256 {onnx_sha256[:16]}..., not the {str(claim.get('onnx_sha256'))[:16]}... claimed"
+        claimed = str(claim.get("onnx_sha256"))[:16]
+        return f"its bytes have SHA-256 {onnx_sha256[:16]}..., not the {claimed}... claimed"
     return None
 
 

@@ -89,8 +89,9 @@ def letterbox_cost() -> None:
         before = rss_mb()
         start = time.perf_counter()
         predictor(rgb)
-        print(f"letterbox: {width}x{height} ({width * height / 1e6:.1f} Mpx, {max(height, width) / min(height, width):.0f}:1)"
-              f" through the model at input 320: {time.perf_counter() - start:.2f} s, RSS {before:.0f} -> {rss_mb():.0f} MB")
+        seconds, aspect = time.perf_counter() - start, max(height, width) / min(height, width)
+        print(f"letterbox: {width}x{height} ({width * height / 1e6:.1f} Mpx, {aspect:.0f}:1) through the model at "
+              f"input 320: {seconds:.2f} s, RSS {before:.0f} -> {rss_mb():.0f} MB")
 
 
 class StubPredictor:
