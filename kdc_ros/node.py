@@ -106,8 +106,12 @@ class KdcNode(Node):
 
     # --- setup -------------------------------------------------------------------------------------
     def _load_predictor(self):
-        import kdc_model  # torch is imported only when the node builds its own model
+        import torch  # imported only when the node builds its own model
 
+        import kdc_model
+        from kdc_model.backends import default_threads
+
+        torch.set_num_threads(self.settings["threads"] or default_threads())
         fallback = self.settings["device_fallback"]
         with warnings.catch_warnings(record=True) as caught:  # e.g. "device cuda is not available"
             warnings.simplefilter("always")
@@ -125,7 +129,8 @@ class KdcNode(Node):
         backend = getattr(predictor, "backend", "torch")
         if self.settings["backend"] == "auto":
             backend += f", picked by backend auto: {getattr(predictor, 'backend_reason', '?')}"
-        self.get_logger().info(f"model {self.settings['model']} on {getattr(predictor, 'device', '?')} ({backend})")
+        self.get_logger().info(f"model {self.settings['model']} on {getattr(predictor, 'device', '?')} ({backend}, "
+                               f"{torch.get_num_threads()} threads)")
         return predictor
 
     def _wire(self, camera: Camera):

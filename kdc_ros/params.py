@@ -109,6 +109,9 @@ SPECS: dict[str, ParameterSpec] = {
                              "installed, tensorrt on CUDA where its provider is, else torch), torch (PyTorch), "
                              "onnxruntime (its ONNX export in ONNX Runtime, CPU or CUDA provider), tensorrt (ONNX "
                              "Runtime's TensorRT provider, where installed).", choices=CHOICES, check=backend_problem),
+    "threads": ParameterSpec(Parameter.Type.INTEGER, "Threads the network runs on (PyTorch intra-op threads, "
+                             "which ONNX Runtime follows; for the whole process): 0 = one less than the CPU "
+                             "cores (1 to 8), leaving a core to the executor and DDS.", bounds=(0, 256)),
     "enable": ParameterSpec(Parameter.Type.BOOL, "Process frames (false pauses; see ~/enable).", dynamic=True),
     "min_person_score": ParameterSpec(Parameter.Type.DOUBLE, "People scoring less are not published.",
                                       dynamic=True, bounds=(0.0, 1.0)),

@@ -406,26 +406,55 @@ def small_checkpoint(tmp_path_factory):
     return path
 
 
-@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_requested_but_absent_falls_back_to_cpu_or_stops_by_parameter(small_checkpoint, monkeypatch):
+    import torch
+
     from ros_helpers import RosContext
     from kdc_ros.node import KdcNode
 
+    absent = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU: absent on every machine
     log = LogRecorder()
     monkeypatch.setattr(KdcNode, "get_logger", lambda self: log)
     with RosContext() as ros:
         node = KdcNode(context=ros.context, parameter_overrides=[
-            Parameter("model", value=str(small_checkpoint)), Parameter("device", value="cuda")])
+            Parameter("model", value=str(small_checkpoint)), Parameter("device", value=absent)])
         ros.nodes.append(node)
         assert node.settings["device_fallback"] is True and node.predictor.device.type == "cpu"
-    assert ("warning", "device cuda is not available; running on CPU") in log.lines
+    assert ("warning", f"device {absent} is not available; running on CPU") in log.lines
     with RosContext() as ros, pytest.raises(ValueError) as refused:
         KdcNode(context=ros.context, parameter_overrides=[
-            Parameter("model", value=str(small_checkpoint)), Parameter("device", value="cuda:1"),
+            Parameter("model", value=str(small_checkpoint)), Parameter("device", value=absent),
             Parameter("device_fallback", value=False)])
     message = str(refused.value)
-    assert "cuda:1" in message and "not available" in message and "device_fallback" in message
+    assert absent in message and "not available" in message and "device_fallback" in message
     assert "\n" not in message
+
+
+def test_the_node_sets_its_inference_threads_when_it_builds_its_model(small_checkpoint):
+    import torch
+
+    from ros_helpers import RosContext
+    from kdc_model.backends import default_threads
+    from kdc_ros.node import KdcNode
+
+    before = torch.get_num_threads()
+    try:
+        for setting, expected in ((3, 3), (0, default_threads())):
+            torch.set_num_threads(2 if expected != 2 else 4)  # something else, so the node must change it
+            with RosContext() as ros:
+                ros.nodes.append(KdcNode(context=ros.context, parameter_overrides=[
+                    Parameter("model", value=str(small_checkpoint)), Parameter("threads", value=setting)]))
+                assert torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_default_threads_leave_a_core_free(monkeypatch):
+    from kdc_model import backends
+
+    for cores, threads in ((None, 1), (1, 1), (2, 1), (4, 3), (64, 8)):
+        monkeypatch.setattr(backends.os, "cpu_count", lambda: cores)
+        assert backends.default_threads() == threads
 
 
 # --- model files -----------------------------------------------------------------------------------
