@@ -35,6 +35,57 @@ def test_bench_our_rows_only(tmp_path, capsys):
     assert not venvs.exists()
 
 
+def test_bench_on_video_frames_reports_people_and_stages(tmp_path, capsys):
+    """Frames spread over the whole clip; every row with people per frame and p50/p95/max per stage."""
+    import cv2
+    import numpy as np
+
+    from kdc_ros.bench.frames import video_frames
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 64))
+    for index in range(9):  # frame i is grey level 20 * i: which frames were picked shows in their pixels
+        writer.write(np.full((64, 96, 3), 20 * index, np.uint8))
+    writer.release()
+    levels = [int(round(f.mean() / 20)) for f in video_frames(video, 3)]
+    assert levels == [0, 4, 8]
+
+    out = tmp_path / "out"
+    assert main(["--out", str(out), "--video", str(video), "--frames", "3", "--sizes", "64", "--warmup", "1",
+                 "--no-peers", "--weights", "random"]) == 0
+    rows = {r["system"]: r for r in json.loads((out / "bench.json").read_text())}
+    for name, stages in (("kdc_model", ("preprocess", "network", "decode")),
+                         ("kdc_node", ("preprocess", "network", "decode", "overhead"))):
+        row = rows[name]
+        assert "people_per_frame" in row and set(row["stages_ms"]) == set(stages)
+        for figures in row["stages_ms"].values():
+            assert figures["p50"] <= figures["p95"] <= figures["max"]
+    assert rows["kdc_node"]["stages_ms"]["network"]["p50"] > 0
+    assert {"conversion", "tracking", "messages", "publish"} <= set(rows["kdc_node"]["node_stages_ms"])
+    meta = json.loads((out / "bench_meta.json").read_text())
+    assert meta["frames"]["kind"] == "real" and meta["frames"]["size"] == "96x64"
+    assert "preprocess p50/p95/max" in capsys.readouterr().out
+    assert main(["--out", str(out), "--video", str(tmp_path / "missing.avi"), "--no-peers"]) == 2
+
+
+def test_stage_figures_and_overhead():
+    from kdc_ros.bench.runners.timing import stage_stats, with_overhead
+
+    calls = [with_overhead({"network": 10.0, "decode": float(d)}, 20.0 + d) for d in range(1, 21)]
+    figures = stage_stats(calls)
+    assert figures["overhead"] == {"p50": 10.0, "p95": 10.0, "max": 10.0}
+    assert figures["decode"]["max"] == 20.0 and figures["decode"]["p50"] == 10.5
+
+
+def test_peers_run_in_the_asked_backends_where_they_have_them():
+    from kdc_ros.bench.peers import peer_backends
+
+    assert peer_backends("yolo11n-pose", ["onnxruntime"]) == ("onnxruntime",)
+    assert peer_backends("yolo11n-pose", ["torch", "onnxruntime"]) == ("torch", "onnxruntime")
+    assert peer_backends("yolo11n-pose", None) == ("torch", "onnxruntime")
+    assert peer_backends("mediapipe-pose", ["onnxruntime"]) == ("tflite",)  # its only one
+
+
 def test_rows_schema_and_failures():
     good = row("x", "torch", 320, [10.0, 20.0, 30.0])
     assert check_row(good)["fps"] == pytest.approx(50.0) and good["p50_ms"] == 20.0

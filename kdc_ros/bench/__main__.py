@@ -1,6 +1,10 @@
 """python -m kdc_ros.bench: time our node, our model and the peers on the same frames; write a table,
 bench.json, bench_meta.json and bench.png under --out.
 
+Frames: --video PATH (or --video demo, the clip `make demo` plays) for real footage, else synthetic
+scenes. Every row says how many people it found per frame and how its time splits into preprocess,
+network, decode and overhead (p50/p95/max).
+
 Peers (Ultralytics, MediaPipe) run in their own venvs under build/bench-venvs, created with pip on
 first use (a few minutes, once); --no-peers times our rows only and creates nothing.
 """
@@ -15,15 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+from kdc_model.backends import default_threads
+
 from . import SYSTEMS, run_producers
-from .output import format_table, write_json, write_png
+from .output import format_stages, format_table, write_json, write_png
 
 OURS = ("kdc_model", "kdc_node")
-
-
-def default_threads() -> int:
-    """Ultralytics sets torch to min(8, cpu_count - 1) threads on CPU; everyone gets the same here."""
-    return min(8, max(1, (os.cpu_count() or 1) - 1))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -31,8 +32,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", default="bench_out", help="output folder (default bench_out)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[320],
                         help="square network input sizes, each system at each (default 320)")
-    parser.add_argument("--frames", type=int, default=20, help="number of synthetic frames (default 20)")
-    parser.add_argument("--frame-size", default="640x480", help="WIDTHxHEIGHT of the frames (default 640x480)")
+    parser.add_argument("--video", default=None,
+                        help="real frames from this video file, or 'demo' for the clip `make demo` plays "
+                             "(default: synthetic frames)")
+    parser.add_argument("--frames", type=int, default=20,
+                        help="number of frames (default 20; from a video: spread evenly over it)")
+    parser.add_argument("--frame-size", default="640x480", help="WIDTHxHEIGHT of synthetic frames (default 640x480)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic frames")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls before timing (default 3)")
     parser.add_argument("--rounds", type=int, default=1, help="timed passes over the frames (default 1)")
@@ -67,6 +72,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def load_frames(args) -> tuple:
+    """(frames [N, H, W, 3] RGB, what they are) for --video / --frames / synthetic options."""
+    from .frames import make_frames, resolve_video, video_frames
+
+    if args.video:
+        path = resolve_video(args.video)
+        return video_frames(path, args.frames), {"kind": "real", "source": f"video {path}, evenly spread"}
+    return (make_frames(args.frames, *args.frame_hw, seed=args.seed),
+            {"kind": "synthetic", "source": f"kdc_model.synthetic.make_scene, 1-6 people, seed {args.seed}"})
+
+
 def build_producers(args) -> dict:
     """The row producers for the chosen systems (each `producer(frames, input_size) -> rows`)."""
     producers = {}
@@ -87,7 +103,8 @@ def build_producers(args) -> dict:
         from .peers import peer_rows
 
         producers["peers"] = functools.partial(peer_rows, systems=peers, warmup=args.warmup, rounds=args.rounds,
-                                               venv_root=args.venv_root, threads=args.threads)
+                                               venv_root=args.venv_root, threads=args.threads,
+                                               backends=args.backend)
     return producers
 
 
@@ -95,14 +112,16 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from .frames import make_frames
-
     if args.threads > 0:
         import torch
 
         torch.set_num_threads(args.threads)
-    frames = make_frames(args.frames, *args.frame_hw, seed=args.seed)
-    print(f"[bench] {len(frames)} synthetic frames {args.frame_size} (kdc_model.synthetic, seed {args.seed}); "
+    try:
+        frames, source = load_frames(args)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"[bench] {len(frames)} frames {frames.shape[2]}x{frames.shape[1]}, {source['source']}; "
           f"input sizes {args.sizes}; systems {', '.join(args.systems)}", flush=True)
     load_before = os.getloadavg()
     started = time.time()
@@ -120,18 +139,19 @@ def main(argv=None) -> int:
         "load_average_before": [round(v, 2) for v in load_before],
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
         "torch_threads": torch.get_num_threads(), "threads_option": args.threads, "python": platform.python_version(),
-        "frames": {"count": len(frames), "size": args.frame_size, "seed": args.seed,
-                   "source": "kdc_model.synthetic.make_scene, 1-6 people"},
+        "frames": {"count": len(frames), "size": f"{frames.shape[2]}x{frames.shape[1]}", **source},
         "sizes": args.sizes, "warmup": args.warmup, "rounds": args.rounds, "repeat": args.repeat, "device": args.device,
         "protocol": "batch 1, one call at a time; fps = 1000 / mean latency; p50/p95 over all timed calls",
     }
     write_json(rows, out / "bench.json")
     (out / "bench_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    title = (f"batch 1, {meta['machine']} x{meta['cpu_count']} CPU, {len(frames)} synthetic {args.frame_size} "
-             f"frames, load {meta['load_average_before'][0]:.1f}")
+    title = (f"batch 1, {meta['machine']} x{meta['cpu_count']} CPU, {len(frames)} {source['kind']} "
+             f"{meta['frames']['size']} frames, load {meta['load_average_before'][0]:.1f}")
     write_png(rows, out / "bench.png", title=title)
     print()
     print(format_table(rows))
+    print()
+    print(format_stages(rows))
     print(f"\nfps/node: fps over the kdc_node row's at the same input (above 1: faster than our node). "
           f"Load average {meta['load_average_before'][0]:.1f} -> {meta['load_average_after'][0]:.1f} "
           f"on {meta['cpu_count']} cores.")

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from .runners.timing import median_stages, row, time_calls
+from .runners.timing import row, stage_stats, time_calls, with_overhead
 
 NODE_TOPIC_IN = "/kdc_bench/image_raw"
 NODE_TOPIC_OUT = "/kdc/pose_seg"
@@ -67,13 +67,37 @@ def kdc_model_row(frames, input_size: int, *, predictor=None, weights: str = "au
         return result
 
     times = time_calls(call, frames, warmup, rounds, latency=lambda _, wall: predictor.last_timing["total_ms"])
-    stage_ms = median_stages([{k.removesuffix("_ms"): v for k, v in s.items()} for s in stages[warmup:]])
+    stage_ms = stage_stats([model_stages(s) for s in stages[warmup:]])
     import torch
 
     return row("kdc_model", _backend(predictor), input_size, times, stages_ms=stage_ms, torch_threads=torch.get_num_threads(),
                people_per_frame=round(float(np.mean(found[warmup:])), 2), weights=weights,
                device=str(predictor.device), note="Predictor call: letterbox, network, decode",
                versions=_versions(predictor))
+
+
+def model_stages(timing: dict) -> dict:
+    """A Predictor's last_timing as bench stages: preprocess, network, decode (ms; total left out)."""
+    return {stage: timing[f"{stage}_ms"] for stage in ("preprocess", "network", "decode")}
+
+
+class StageRecorder:
+    """A predictor as the node sees it (every attribute passes through), keeping the stage times of
+    each call since `clear()`: the bench sends one frame at a time, so one call is one frame."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor, self.calls = predictor, []
+
+    def __call__(self, image):
+        result = self.predictor(image)
+        self.calls.append(model_stages(self.predictor.last_timing))
+        return result
+
+    def clear(self) -> None:
+        self.calls = []
+
+    def __getattr__(self, name):
+        return getattr(self.predictor, name)
 
 
 def kdc_node_row(frames, input_size: int, *, predictor=None, weights: str = "auto", device: str = "cpu",
@@ -98,15 +122,22 @@ def kdc_node_row(frames, input_size: int, *, predictor=None, weights: str = "aut
 
     if predictor is None:
         predictor, weights = kdc_predictor(input_size, weights, device)
+    recorder = StageRecorder(predictor)
     domain = int(os.environ.get("ROS_DOMAIN_ID") or random.Random(os.getpid()).randint(1, 100))
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     executor = SingleThreadedExecutor(context=context)
     nodes, spinner = [], None
     try:
-        node = KdcNode(predictor, context=context, parameter_overrides=[
+        node = KdcNode(recorder, context=context, parameter_overrides=[
             Parameter("image_topic", value=NODE_TOPIC_IN), Parameter("reliability", value="best_effort")])
         nodes.append(node)
+        # The node's own clock per frame (conversion, tracking, messages, publish; total = arrival to
+        # published): what, of the overhead, happens inside the node rather than in transport.
+        node_stages: list[dict] = []
+        camera_stats = node.cameras[0].stats
+        record = camera_stats.record
+        camera_stats.record = lambda stage_ms: (node_stages.append(dict(stage_ms)), record(stage_ms))
         driver = rclpy.create_node("kdc_bench_driver", context=context)
         nodes.append(driver)
         for n in nodes:
@@ -141,6 +172,7 @@ def kdc_node_row(frames, input_size: int, *, predictor=None, weights: str = "aut
             message = images[frame_index]
             message.header.stamp = Time(sec=stamp, nanosec=0)
             done.clear()
+            recorder.clear()
             start = time.perf_counter()
             publisher.publish(message)
             end = time.monotonic() + patience
@@ -158,7 +190,8 @@ def kdc_node_row(frames, input_size: int, *, predictor=None, weights: str = "aut
                     break
             else:
                 raise RuntimeError("the kdc node never answered during warm-up")
-        times, found = [], []
+        times, found, stages = [], [], []
+        node_stages.clear()
         for _ in range(rounds):
             for i in range(len(frames)):
                 got = send(i, patience=timeout)
@@ -167,7 +200,10 @@ def kdc_node_row(frames, input_size: int, *, predictor=None, weights: str = "aut
                     continue
                 times.append(got[0])
                 found.append(got[1])
+                if len(recorder.calls) == 1:  # this frame's model call (a late one would be ambiguous)
+                    stages.append(with_overhead(recorder.calls[0], got[0]))
         return row("kdc_node", _backend(predictor), input_size, times, people_per_frame=round(float(np.mean(found)), 2),
+                   stages_ms=stage_stats(stages), node_stages_ms=stage_stats(node_stages),
                    lost=lost, weights=weights, device=str(getattr(predictor, "device", "?")),
                    note="rclpy Image publish -> PoseSeg received (in-process node, loopback DDS, "
                         f"{os.environ.get('RMW_IMPLEMENTATION', 'default rmw')})",

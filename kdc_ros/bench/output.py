@@ -42,6 +42,33 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join([render(header), render(["-" * w for w in widths])] + [render(line) for line in lines])
 
 
+STAGES = ("preprocess", "network", "decode", "overhead")
+
+
+def format_stages(rows: list[dict]) -> str:
+    """Each measured row's time per stage, "p50/p95/max" ms: preprocess (letterbox), network, decode
+    (KDC's grouping and masks; a peer's postprocess: NMS, keypoints), overhead (latency minus those:
+    for kdc_node everything the node adds around the model, transport both ways included)."""
+    header = ("system", "backend", "input", "people", *(f"{s} p50/p95/max" for s in STAGES))
+    lines = []
+    for row in rows:
+        stages = row.get("stages_ms") or {}
+        if "error" in row or not stages:
+            continue
+        cells = [_stage_cell(stages.get(s)) for s in STAGES]
+        lines.append((row["system"], row["backend"], str(row["input"]), _fmt(row.get("people_per_frame"), ".1f"), *cells))
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines)]
+    render = lambda cells: "  ".join(c.rjust(w) if i >= 2 else c.ljust(w)  # noqa: E731
+                                     for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    return "\n".join([render(header), render(["-" * w for w in widths])] + [render(line) for line in lines])
+
+
+def _stage_cell(stats: dict | None) -> str:
+    if not stats:
+        return "-"
+    return "/".join(format(stats[k], ".1f") for k in ("p50", "p95", "max"))
+
+
 def write_json(rows: list[dict], path: Path) -> None:
     Path(path).write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -67,11 +67,21 @@ def run_runner(venv: str, script: str, args: list[str], work_dir: Path, venv_roo
     raise RuntimeError(f"{script} exited {done.returncode} without rows: {tail}")
 
 
+def peer_backends(system: str, wanted=None) -> tuple[str, ...]:
+    """The backends `system` runs in: those of `wanted` it has, or all of its own when it has none of
+    them (MediaPipe has only tflite) or nothing is asked."""
+    own = PEERS[system][2]
+    if not wanted:
+        return own
+    return tuple(b for b in own if b in wanted) or own
+
+
 def peer_rows(frames: np.ndarray, input_size: int, *, systems=tuple(PEERS), work_dir: Path | None = None,
               venv_root: Path | None = None, warmup: int = 3, rounds: int = 1, threads: int = 0,
-              log=print) -> list[dict]:
-    """Rows of the peer `systems` at `input_size`, one runner call per venv. threads > 0 sets
-    PyTorch's intra-op threads of the ultralytics torch rows (0: ultralytics' own choice)."""
+              backends=None, log=print) -> list[dict]:
+    """Rows of the peer `systems` at `input_size`, one runner call per venv. threads > 0 sets the
+    intra-op threads of the ultralytics PyTorch and ONNX Runtime rows (0: each one's own default).
+    backends: run each peer in these where it can (peer_backends; None: all of its own)."""
     venv_root = Path(venv_root) if venv_root else default_root()
     work_dir = Path(work_dir) if work_dir else venv_root.parent / "bench-work"
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -84,13 +94,15 @@ def peer_rows(frames: np.ndarray, input_size: int, *, systems=tuple(PEERS), work
         by_venv.setdefault((venv, script), []).append(system)
     for (venv, script), wanted in by_venv.items():
         args = list(common)
+        runs_in = {s: peer_backends(s, backends) for s in wanted}
         if venv == "ultralytics":
             args += ["--work-dir", str(work_dir / "ultralytics"), "--systems", ",".join(wanted),
-                     "--threads", str(threads)]
+                     "--threads", str(threads),
+                     "--backends", ",".join(dict.fromkeys(b for s in wanted for b in runs_in[s]))]
         log(f"[bench] {', '.join(wanted)} at {input_size} (venv {venv})")
         try:
             rows += run_runner(venv, script, args, work_dir, venv_root, log=log)
         except Exception as err:  # noqa: BLE001 - a failed peer is a row saying why
             message = f"{type(err).__name__}: {err}"
-            rows += [failed_row(s, b, input_size, message) for s in wanted for b in PEERS[s][2]]
+            rows += [failed_row(s, b, input_size, message) for s in wanted for b in runs_in[s]]
     return rows

@@ -52,8 +52,20 @@ def failed_row(system: str, backend: str, input_size, error: str, **extra) -> di
             "p95_ms": None, "calls": 0, "error": error, **extra}
 
 
-def median_stages(stage_dicts: list[dict]) -> dict:
-    """{stage: median ms} over a list of per-call {stage: ms} dicts."""
+def stage_stats(stage_dicts: list[dict]) -> dict:
+    """{stage: {"p50", "p95", "max"} ms} over a list of per-call {stage: ms} dicts (the stages of the
+    first call; a call without a stage is left out of that stage's figures)."""
     if not stage_dicts:
         return {}
-    return {k: round(float(np.median([d[k] for d in stage_dicts if k in d])), 2) for k in stage_dicts[0]}
+    stats_by_stage = {}
+    for stage in stage_dicts[0]:
+        ms = np.asarray([d[stage] for d in stage_dicts if stage in d], dtype=np.float64)
+        stats_by_stage[stage] = {"p50": round(float(np.percentile(ms, 50)), 2),
+                                 "p95": round(float(np.percentile(ms, 95)), 2), "max": round(float(ms.max()), 2)}
+    return stats_by_stage
+
+
+def with_overhead(stages: dict, latency_ms: float) -> dict:
+    """One call's stages plus "overhead": its latency minus the stages' sum (for a node, everything
+    around the model: transport, conversion, tracking, messages; for a library, its wrapper)."""
+    return {**stages, "overhead": latency_ms - sum(stages.values())}

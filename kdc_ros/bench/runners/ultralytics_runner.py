@@ -26,7 +26,7 @@ from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import failed_row, median_stages, row, time_calls  # noqa: E402
+from timing import failed_row, row, stage_stats, time_calls, with_overhead  # noqa: E402
 
 MARKER = "BENCH_ROWS "
 
@@ -71,6 +71,22 @@ def onnx_model(checkpoint: Path, task: str, size: int) -> Path:
     return target
 
 
+def equal_onnxruntime_threads(threads: int) -> None:
+    """Every ONNX Runtime session ultralytics creates from now on runs `threads` intra-op threads.
+    Ultralytics passes no session options, so ONNX Runtime would take one thread per core, while our
+    rows run --threads: the same count for both makes "equal backend" mean equal threads too."""
+    import onnxruntime
+
+    make_session = onnxruntime.InferenceSession
+
+    def session(model, sess_options=None, *args, **kwargs):
+        options = sess_options or onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        return make_session(model, options, *args, **kwargs)
+
+    onnxruntime.InferenceSession = session
+
+
 def measure(system: str, backend: str, model_path: Path, task: str, frames_bgr, size: int,
             warmup: int, rounds: int, **extra) -> dict:
     from ultralytics import YOLO
@@ -80,17 +96,20 @@ def measure(system: str, backend: str, model_path: Path, task: str, frames_bgr, 
 
     def call(frame):
         result = model.predict(frame, imgsz=size, device="cpu", verbose=False)[0]
-        speeds.append(dict(result.speed))
+        # Ultralytics' own stage clock, in the bench's stage names (its postprocess: NMS, keypoints, masks).
+        speeds.append({"preprocess": result.speed["preprocess"], "network": result.speed["inference"],
+                       "decode": result.speed["postprocess"]})
         found.append(0 if result.boxes is None else len(result.boxes))
         return result
 
     times = time_calls(call, frames_bgr, warmup, rounds)
-    timed = slice(warmup, None)
+    timed = speeds[warmup:]
     if backend == "torch":
         import torch
         extra["torch_threads"] = torch.get_num_threads()
-    return row(system, backend, size, times, stages_ms=median_stages(speeds[timed]),
-               people_per_frame=round(sum(found[timed]) / len(times), 2), **extra)
+    stages = [with_overhead(s, t) for s, t in zip(timed, times)]
+    return row(system, backend, size, times, stages_ms=stage_stats(stages),
+               people_per_frame=round(sum(found[warmup:]) / len(times), 2), **extra)
 
 
 def main(argv=None) -> int:
@@ -103,8 +122,8 @@ def main(argv=None) -> int:
     parser.add_argument("--systems", default="yolo11n-pose,yolo11n-seg")
     parser.add_argument("--backends", default="torch,onnxruntime")
     parser.add_argument("--threads", type=int, default=0,
-                        help="PyTorch intra-op threads (0: ultralytics' own, min(8, cpu_count - 1)); "
-                             "ONNX Runtime keeps its default (ultralytics gives it no session options)")
+                        help="PyTorch and ONNX Runtime intra-op threads (0: each one's own default: "
+                             "ultralytics' min(8, cpu_count - 1) for PyTorch, one per core for ONNX Runtime)")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -121,6 +140,8 @@ def main(argv=None) -> int:
 
         torch_utils.NUM_THREADS = args.threads
         torch.set_num_threads(args.threads)
+        if "onnxruntime" in args.backends.split(","):
+            equal_onnxruntime_threads(args.threads)
     versions = {"ultralytics": ultralytics.__version__}
     try:
         import torch
@@ -147,7 +168,9 @@ def main(argv=None) -> int:
                 if backend == "torch":
                     path, note = checkpoint, "whole predict(); PyTorch letterbox is rectangular (minimal padding)"
                 elif backend == "onnxruntime":
-                    path, note = onnx_model(checkpoint, task, args.size), f"ultralytics ONNX export, static {args.size}x{args.size}"
+                    path = onnx_model(checkpoint, task, args.size)
+                    threads = f"{args.threads} intra-op threads" if args.threads > 0 else "ONNX Runtime's default threads"
+                    note = f"ultralytics ONNX export, static {args.size}x{args.size}, {threads}"
                 else:
                     raise ValueError(f"unknown backend {backend}")
                 rows.append(measure(system, backend, path, task, frames_bgr, args.size, args.warmup,
