@@ -61,11 +61,16 @@ test: setup
 test-long: setup
 	source ./env.sh && scripts/run_tests.sh -m long $(PYTEST_ARGS)
 
+# The demo's clip (OpenCV's vtest.avi): the copy in $(DATA) when there is one, else the demo fetches
+# it once into ~/.cache/kdc_ros (kdc_ros.demo_footage). The bench times every system on its frames.
+DEMO_VIDEO ?= $(wildcard $(DATA)/video/vtest.avi)
+
 demo: setup
-	source ./env.sh && python -m kdc_ros.demo
+	source ./env.sh && python -m kdc_ros.demo $(if $(DEMO_VIDEO),--video $(DEMO_VIDEO))
 
 bench: setup
-	source ./env.sh && python -m kdc_ros.bench --out bench_out --backend torch onnxruntime --repeat 3
+	source ./env.sh && python -m kdc_ros.bench --out bench_out --video $(or $(DEMO_VIDEO),demo) \
+		--frames 40 --backend torch onnxruntime --repeat 3
 
 clean:
 	rm -rf build $(PREFIX) env.sh $(VENV)

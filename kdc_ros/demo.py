@@ -29,22 +29,46 @@ INPUT_SIZE = 640
 
 
 def load_demo_model(device: str):
-    """The default weights; a random-init model (people found are noise) only when they are absent."""
+    """The default weights as the node runs them by default (backend auto: ONNX Runtime on a CPU, its
+    export written on the first run; the node's default threads), or a random-init model (people found
+    are noise) only when they are absent. Everything is built here, before the clip starts."""
+    import torch
+
     import kdc_model
+    from kdc_model.backends import default_threads
     from kdc_model.checkpoint import CheckpointError
 
+    # A frame the default thread count of PyTorch (one per core) would cost 0.3-2.7 s on a busy 2-core
+    # machine, as the threads wait for each other (kdc_model.backends.default_threads).
+    torch.set_num_threads(default_threads())
     try:
-        return kdc_model.load_model("default", device=device, input_size=INPUT_SIZE), f"default, input {INPUT_SIZE}"
+        predictor = kdc_model.load_model("default", device=device, input_size=INPUT_SIZE, backend="auto")
+        name = f"default, input {INPUT_SIZE}"
     except CheckpointError as err:
         banner = "!" * 100
         print(f"\n{banner}\nWARNING: {err}\nWARNING: the demo runs a RANDOMLY INITIALISED model: latency and "
               f"throughput are real, the people it finds are NOT.\n{banner}\n", file=sys.stderr)
-        return kdc_model.load_model(kdc_model.ModelConfig(), device=device), "random-init (default weights absent)"
+        predictor = kdc_model.load_model(kdc_model.ModelConfig(), device=device, backend="auto")
+        name = "random-init (default weights absent)"
+    return predictor, f"{name}, {predictor.backend} on {predictor.device}, {torch.get_num_threads()} threads"
 
 
-def footage(frames: int) -> tuple[Path, str]:
+def warm_up(predictor, bag: Path, topic: str, frames: int = 3) -> None:
+    """Run the model on the clip's first frames: ONNX Runtime and PyTorch plan memory and pick kernels
+    on their first calls at an input shape, which must not make the first frames of the clip late."""
+    from .bags.image_bag import ImageBag
+    from .replay.offline import message_rgb
+
+    with ImageBag(bag, topic) as images:
+        for frame, _ in zip(images.frames(), range(frames)):
+            predictor(message_rgb(frame.msg))
+
+
+def footage(frames: int, video: Path | None = None) -> tuple[Path, str]:
     from .demo_footage import fetch_vtest, write_synthetic_clip
 
+    if video is not None:
+        return video, f"{video} (given with --video)"
     video = fetch_vtest()
     if video is not None:
         return video, f"{video} (OpenCV sample video, real pedestrians)"
@@ -58,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
     parser.add_argument("--frames", type=int, default=150, help="frames of footage to replay (default 150)")
     parser.add_argument("--device", default="auto", help="model device (default auto)")
+    parser.add_argument("--video", type=Path, default=None,
+                        help="footage to replay (default: vtest.avi, fetched once into ~/.cache/kdc_ros)")
     args = parser.parse_args(argv)
+    if args.video is not None and not args.video.is_file():
+        parser.error(f"--video {args.video}: no such file")
     started = time.monotonic()
 
     from .bags.make_bag import write_image_bag
@@ -66,13 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     from .replay.live import replay_live
     from .replay.report import headline
 
-    source, source_text = footage(args.frames)
+    source, source_text = footage(args.frames, args.video)
     bag = WORK_DIR / "bag"
     shutil.rmtree(bag, ignore_errors=True)
     summary = write_image_bag(source, bag, TOPIC, max_frames=args.frames)
     print(f"bag: {summary.frames} frames at {summary.fps:g} fps from {source_text} -> {bag}")
     predictor, model_name = load_demo_model(args.device)
-    print(f"model: {model_name} on {predictor.device}; playing the bag live through the kdc node ...")
+    warm_up(predictor, bag, TOPIC)
+    print(f"model: {model_name}, warmed up; playing the bag live through the kdc node ...")
     report = replay_live(bag, TOPIC, args.out, predictor)
     sheet = write_contact_sheet(report["files"]["bag"], args.out / "contact_sheet.png")
 
