@@ -34,7 +34,7 @@ def kdc_predictor(input_size: int, weights: str = "auto", device: str = "cpu", b
     import torch
 
     from kdc_model import ModelConfig, load_model
-    from kdc_model.predictor import DEFAULT_WEIGHTS, Predictor
+    from kdc_model.predictor import DEFAULT_WEIGHTS
 
     if weights == "auto":
         weights = "default" if DEFAULT_WEIGHTS.is_file() else "random"
@@ -42,15 +42,9 @@ def kdc_predictor(input_size: int, weights: str = "auto", device: str = "cpu", b
         torch.manual_seed(0)
         return (load_model(ModelConfig(input_size=input_size), device=device, strict_device=True, backend=backend),
                 "random init (no packaged weights yet; same compute)")
-    from kdc_model.checkpoint import load_checkpoint
-    from kdc_model.network import KDCNet
-
-    path = DEFAULT_WEIGHTS if weights == "default" else weights
-    config, state = load_checkpoint(path)
-    config.input_size = input_size  # the same network at the bench's input size
-    model = KDCNet(config)
-    model.load_state_dict(state)
-    return Predictor(model, device=device, backend=backend), str(weights)
+    # The trained network at the bench's letterbox side; its decoder keeps the radius it was trained
+    # with (rebuilding it from a config with another input_size would rescale the disks and find nobody).
+    return load_model(weights, device=device, strict_device=True, backend=backend, input_size=input_size), str(weights)
 
 
 def kdc_model_row(frames, input_size: int, *, predictor=None, weights: str = "auto", device: str = "cpu",
