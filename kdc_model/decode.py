@@ -334,6 +334,81 @@ def _group(field: _VoteField, peak_types: np.ndarray, peak_pos: np.ndarray, conf
     return np.stack(people), np.stack(states)
 
 
+def _shared_cells(kp: np.ndarray, found: np.ndarray, a: np.ndarray, b: np.ndarray, seg: np.ndarray,
+                  embed: np.ndarray, tolerance: np.ndarray, *, stride: int, seg_threshold: float) -> np.ndarray:
+    """For person pairs (a[q], b[q]): the share of the person cells owned by either that point at both.
+
+    A person cell's MaskCentroid embeddings point at every keypoint of the person it belongs to (the
+    training target). A cell owns person p when, over p's found types, its embeddings land within
+    tolerance of p's keypoints on average. Two pieces of one person own the same cells; two people,
+    however they overlap, do not: a cell points at one of them."""
+    h, w = seg.shape
+    off = (stride - 1) / 2.0
+    ci, cj = np.nonzero(seg > seg_threshold)
+    if not len(ci):
+        return np.zeros(len(a))
+    centre = np.stack([cj * stride + off, ci * stride + off], -1)                     # [N, 2]
+    pointed = centre[:, None] + embed.reshape(NUM_KEYPOINTS, 2, h, w)[:, :, ci, cj].transpose(2, 0, 1)  # [N, 17, 2]
+    people = np.unique(np.concatenate([a, b]))
+    d = np.linalg.norm(pointed[:, None] - kp[people][None], axis=-1)                  # [N, U, 17]
+    f = found[people]
+    mean_d = (d * f[None]).sum(-1) / np.maximum(f.sum(-1), 1)[None]                   # [N, U]
+    slot = np.searchsorted(people, np.stack([a, b]))                                  # [2, Q]
+    own_a = mean_d[:, slot[0]] <= tolerance[None]                                     # [N, Q]
+    own_b = mean_d[:, slot[1]] <= tolerance[None]
+    either = (own_a | own_b).sum(0)
+    return np.where(either > 0, (own_a & own_b).sum(0) / np.maximum(either, 1), 0.0)
+
+
+def _merge_pieces(kp: np.ndarray, state: np.ndarray, seg: np.ndarray, embed: np.ndarray, *, stride: int,
+                  seg_threshold: float, max_distance: float, min_shared: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
+    """Join the pieces of one person that the tree walk returned apart: people whose found keypoints
+    have disjoint types and who own mostly the same person cells (_shared_cells, with a tolerance of
+    max_distance of the larger piece's scale). Most-shared pairs first; a joined person keeps every
+    found keypoint."""
+    found = state == _FOUND
+    if len(kp) < 2:
+        return kp, state
+    # Candidates: disjoint found types, both with found keypoints, boxes at most the larger piece's
+    # longer side apart (a hidden hip leaves a thigh's length between torso and knees).
+    lo = np.where(found[..., None], kp, np.inf).min(1)
+    hi = np.where(found[..., None], kp, -np.inf).max(1)
+    has = found.any(1)
+    a, b = np.nonzero(np.triu(~(found[:, None] & found[None]).any(-1), k=1) & has[:, None] & has[None])
+    extent = np.maximum(hi[a], hi[b]) - np.minimum(lo[a], lo[b])                     # [Q, 2]
+    gap = np.maximum(np.maximum(lo[a], lo[b]) - np.minimum(hi[a], hi[b]), 0)
+    side = (hi - lo).max(1)
+    near = (gap <= np.maximum(side[a], side[b])[:, None]).all(1)
+    a, b, extent = a[near], b[near], extent[near]
+    if not len(a):
+        return kp, state
+    # The tolerance follows the larger piece's size (a torso's, not that of a box spanning two people).
+    size = np.sqrt(np.prod(hi - lo + stride, axis=1))
+    tolerance = max_distance * np.maximum(size[a], size[b])
+    shared = _shared_cells(kp, found, a, b, seg, embed, tolerance, stride=stride, seg_threshold=seg_threshold)
+    ok = shared >= min_shared
+    a, b, shared = a[ok], b[ok], shared[ok]
+    kp, state, found = kp.copy(), state.copy(), found.copy()
+    owner = np.arange(len(kp))              # the piece each piece was joined into (itself while alive)
+
+    def root(x: int) -> int:
+        while owner[x] != x:
+            x = owner[x]
+        return x
+
+    for n in np.argsort(-shared, kind="stable"):
+        p, q = root(a[n]), root(b[n])
+        if p == q or (found[p] & found[q]).any():
+            continue
+        # p keeps its own keypoints and takes q's found ones; what neither found stays p's.
+        kp[p] = np.where(found[q][:, None], kp[q], kp[p])
+        state[p] = np.where(found[q], state[q], state[p])
+        found[p] |= found[q]
+        owner[q] = p
+    alive = owner == np.arange(len(kp))
+    return kp[alive], state[alive]
+
+
 def _person_scale(kp: np.ndarray, ok: np.ndarray, floor: float) -> np.ndarray:
     """sqrt of the area of the box around each person's found keypoints, at least `floor` px."""
     lo = np.where(ok[..., None], kp, np.inf).min(axis=1)
@@ -534,6 +609,9 @@ def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, 
     kp, state = _group(field, pk, peak_pos, config, match_radius)
     if not len(kp):
         return PoseSegResult.empty(H, W)
+    if config.merge_distance > 0:
+        kp, state = _merge_pieces(kp, state, host["seg"][0].numpy(), host["embed"].numpy(), stride=stride,
+                                  seg_threshold=config.seg_threshold, max_distance=config.merge_distance)
 
     # Final sub-cell position: one more KeyCentroid step at every keypoint.
     # Keypoints without evidence (never reached, or unlabelled per the mid-range offsets) stay

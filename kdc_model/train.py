@@ -205,6 +205,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int
 
     from .data import TrainingStream, load_sources, make_train_loader, validation_coco
     from .evaluate import METRIC_KEYS
+    from .predictor import Predictor  # noqa: F401 - imported now: validation hours later runs this code, not what the files hold by then
 
     cfg = recipe.train
     out.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,10 @@ Two limits of any stride-s map representation shape how this is checked:
 * Mask edges are only known to a fraction of a cell. Plain IoU >= 0.95 is required for whole,
   unoccluded people at least 40 cells tall; in crowded scenes the IoU is measured on the pixels
   farther than one cell from any boundary between two labels (every pixel the maps resolve).
-* The decoder walks the kinematic tree, so a person whose labelled keypoints fall apart into
-  disconnected pieces of the tree would come back as several people; scenes keep each person's
+* The decoder walks the kinematic tree; a person whose labelled keypoints fall apart into
+  disconnected pieces of the tree is joined again by the pieces' MaskCentroid embeddings
+  (test_a_person_in_pieces_stays_one_person), which needs the pieces' own mask cells: in crowded
+  scenes an occluded piece's cells are someone else's, so the crowd scenes here keep each person's
   labelled keypoints connected (the rest are unlabelled, as in COCO).
 """
 from __future__ import annotations
@@ -178,3 +180,72 @@ def test_person_facing_away_stays_one_person(stride):
     err = np.abs(result.keypoints[0, body, :2] - full[0, body, :2]).max()
     assert err <= 1.0, f"body keypoint error {err:.2f} px"
     assert (result.keypoints[0, :5, 2] < result.keypoints[0, body, 2].min()).all()
+
+
+def pieces(keypoints: np.ndarray) -> np.ndarray:
+    """Number of tree-connected groups of labelled keypoints of each person."""
+    counts = []
+    for person in keypoints:
+        labelled = person[:, 2] > 0
+        group = np.arange(len(person))
+        for _ in range(len(person)):
+            for a, b in TREE_EDGES:
+                if labelled[a] and labelled[b]:
+                    group[a] = group[b] = min(group[a], group[b])
+        counts.append(len(np.unique(group[labelled])))
+    return np.array(counts)
+
+
+# Hidden hips (a table, a desk), hidden elbows (arms behind the back), hidden shoulders (a crowd):
+# each cuts a labelled person into pieces of the kinematic tree, as in many COCO photographs.
+HIDDEN = {"hips": [11, 12], "elbows": [7, 8], "shoulders": [5, 6]}
+
+
+def apart_scene(index: int, num_people: int, stride: int):
+    """The index-th scene (seeds in order) whose people's masks stay more than two cells apart."""
+    side, lo, hi = SCENES[stride]
+    kernel = np.ones((2 * stride + 1, 2 * stride + 1), np.uint8)
+    found = -1
+    for seed in range(300):
+        scene = make_scene(np.random.default_rng(seed), side, side, num_people, min_height=lo, max_height=hi,
+                           allow_outside=False, unlabelled_fraction=0.0, crowd_probability=0.0)
+        grown = np.stack([cv2.dilate(m.astype(np.uint8), kernel) for m in scene.masks]).sum(0)
+        if grown.max() <= 1:
+            found += 1
+            if found == index:
+                return scene
+    raise AssertionError("no such scene")
+
+
+@pytest.mark.parametrize("stride", [4, 8])
+@pytest.mark.parametrize("hidden", sorted(HIDDEN))
+@pytest.mark.parametrize("index,num_people", [(0, 1), (1, 1), (2, 1), (0, 2), (1, 2)])
+def test_a_person_in_pieces_stays_one_person(index, num_people, hidden, stride):
+    """A person whose labelled keypoints fall into disconnected pieces of the tree decodes as one
+    person: the MaskCentroid embeddings of the person's cells point at every piece's keypoints.
+    (Where people overlap, an occluded piece's cells are someone else's and cannot vouch for it:
+    such pieces may still come back apart.)"""
+    side = SCENES[stride][0]
+    scene = apart_scene(index, num_people, stride)
+    keypoints = scene.keypoints.copy()
+    keypoints[:, HIDDEN[hidden]] = 0
+    assert (pieces(keypoints) > 1).all()
+    radius = 32.0 * side / 401.0
+    targets = encode_targets(keypoints, scene.masks, scene.ignore, image_size=(side, side), stride=stride,
+                             radius=radius)
+    result = decode({k: targets[k] for k in MAP_KEYS}, stride, radius, side)
+    check_people(scene, keypoints, result, stride, plain_iou=False)
+
+
+def test_people_in_pieces_without_joining_stay_apart():
+    """The joining is what keeps them whole: with merge_distance 0 the same maps come back in pieces."""
+    stride, side = 8, SCENES[8][0]
+    scene = apart_scene(0, 1, stride)
+    keypoints = scene.keypoints.copy()
+    keypoints[:, HIDDEN["hips"]] = 0
+    radius = 32.0 * side / 401.0
+    targets = encode_targets(keypoints, scene.masks, scene.ignore, image_size=(side, side), stride=stride,
+                             radius=radius)
+    result = decode_people({k: targets[k] for k in MAP_KEYS}, stride=stride, radius=radius,
+                           config=DecoderConfig(merge_distance=0.0), image_size=(side, side))
+    assert len(result) == pieces(keypoints)[0] > 1
