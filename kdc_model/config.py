@@ -31,12 +31,15 @@ class DecoderConfig:
     # best `max_peaks` peaks are queued, and grouping stops after `max_candidates` people, before they
     # are scored (soft NMS and min_person_score then drop many). Real frames stay far below both.
     max_peaks: int = 1000
+    max_candidates: int = 200
     # One person stays one person: people whose found keypoints are of disjoint types are joined when
     # the MaskCentroid embeddings at each one's keypoints point at the other's within this fraction
     # of the joined person's scale (0 = never join). Partly labelled or occluded people (hips hidden
     # by a table) otherwise come back as separate pieces of the kinematic tree.
     merge_distance: float = 0.15
-    max_candidates: int = 200
+    # Joining pieces compares every person cell with every candidate: only the first `merge_candidates`
+    # people (queue order: the best-seeded) are checked, which bounds it on maps that fire everywhere.
+    merge_candidates: int = 32
     seg_threshold: float = 0.5         # a pixel is a person pixel when segmentation > this
     membership_threshold: float = 0.5  # phi > 0.5 assigns a pixel to a person (paper §3.4)
     mask_sigma: float = 0.21           # membership sigma, in units of the person's scale

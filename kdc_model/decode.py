@@ -610,8 +610,11 @@ def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, 
     if not len(kp):
         return PoseSegResult.empty(H, W)
     if config.merge_distance > 0:
-        kp, state = _merge_pieces(kp, state, host["seg"][0].numpy(), host["embed"].numpy(), stride=stride,
-                                  seg_threshold=config.seg_threshold, max_distance=config.merge_distance)
+        n = config.merge_candidates
+        merged, merged_state = _merge_pieces(kp[:n], state[:n], host["seg"][0].numpy(), host["embed"].numpy(),
+                                             stride=stride, seg_threshold=config.seg_threshold,
+                                             max_distance=config.merge_distance)
+        kp, state = np.concatenate([merged, kp[n:]]), np.concatenate([merged_state, state[n:]])
 
     # Final sub-cell position: one more KeyCentroid step at every keypoint.
     # Keypoints without evidence (never reached, or unlabelled per the mid-range offsets) stay

@@ -1,8 +1,9 @@
 """The decoder's work is bounded whatever the maps, and its shortcuts give what the plain method gives.
 
 - Maps that fire everywhere (kdc_model.bench.texture_maps: thousands of strong peaks) queue at most
-  `max_peaks` peaks and group at most `max_candidates` people (how long that takes is a benchmark:
-  `python -m kdc_model.bench` prints it).
+  `max_peaks` peaks, group at most `max_candidates` people and check at most `merge_candidates` of
+  them for pieces of one person (how long that takes is a benchmark: `python -m kdc_model.bench`
+  prints it).
 - Masks at input resolution are computed only around labelled cells: on real-looking label layouts the
   result equals a per-pixel vote over the whole image.
 """
@@ -45,6 +46,25 @@ def test_texture_maps_queue_at_most_max_peaks_and_group_at_most_max_candidates(m
     assert queued == config.max_peaks
     assert candidates == config.max_candidates  # the texture offers far more
     assert len(result) <= config.max_candidates
+
+
+def test_pieces_are_joined_among_the_first_merge_candidates_only(monkeypatch):
+    maps = texture_maps(ModelConfig(), 256, 256, spacing=6)
+    config = DecoderConfig(max_candidates=100, merge_candidates=12)
+    checked = []
+    merge = decode._merge_pieces
+
+    def recording_merge(kp, state, *args, **kwargs):
+        checked.append(len(kp))
+        return merge(kp, state, *args, **kwargs)
+
+    monkeypatch.setattr(decode, "_merge_pieces", recording_merge)
+    grouped = []
+    group = decode._group
+    monkeypatch.setattr(decode, "_group", lambda *a, **k: grouped.append(group(*a, **k)) or grouped[-1])
+    _decode(maps, config, 256)
+    assert len(grouped[0][0]) > config.merge_candidates  # more candidates than are checked
+    assert checked == [config.merge_candidates]
 
 
 def test_max_candidates_bounds_the_people_found():
