@@ -22,7 +22,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .config import DecoderConfig
 from .result import PoseSegResult
@@ -41,16 +40,25 @@ _UNSET, _FOUND, _GUESSED, _REJECTED, _UNKNOWN = 0, 1, 2, 3, 4
 _WALKS_ON = np.array([False, True, True, False, False])  # by state: the walk goes on from found and guessed
 
 
-def _gaussian_blur(maps: torch.Tensor, sigmas) -> torch.Tensor:
-    """Blur each channel of [C, h, w] with its own sigma (cells); sigma <= 0 leaves it unchanged."""
-    sig = torch.as_tensor(sigmas, dtype=maps.dtype, device=maps.device).clamp(min=1e-3)
+def _gaussian_blur(maps: np.ndarray, sigmas) -> np.ndarray:
+    """Blur each channel of [C, h, w] (float32) with its own sigma (cells), zero beyond the edges;
+    sigma <= 0 leaves it unchanged. Separable, in NumPy: on maps this small a pass is a few
+    multiply-adds of shifted views, cheaper than a grouped convolution's dispatch."""
+    c, h, w = maps.shape
+    sig = np.maximum(np.asarray(sigmas, np.float32), np.float32(1e-3))
     half = max(1, math.ceil(3 * float(sig.max())))
-    t = torch.arange(-half, half + 1, dtype=maps.dtype, device=maps.device)
-    k = torch.exp(-t.square()[None] / (2 * sig.square()[:, None]))
-    k = k / k.sum(dim=1, keepdim=True)                                  # [C, K]
-    c = maps.shape[0]
-    x = F.conv2d(maps[None], k.view(c, 1, 1, -1), padding=(0, half), groups=c)
-    return F.conv2d(x, k.view(c, 1, -1, 1), padding=(half, 0), groups=c)[0]
+    t = np.arange(-half, half + 1, dtype=np.float32)
+    k = np.exp(-t[None] ** 2 / (2 * sig[:, None] ** 2))
+    k = (k / k.sum(axis=1, keepdims=True))[:, :, None, None]                  # [C, K, 1, 1]
+    padded = np.zeros((c, h + 2 * half, w + 2 * half), np.float32)
+    padded[:, half:half + h, half:half + w] = maps
+    rows = k[:, 0] * padded[:, :, :w]
+    for n in range(1, 2 * half + 1):
+        rows += k[:, n] * padded[:, :, n:n + w]
+    out = k[:, 0] * rows[:, :h]
+    for n in range(1, 2 * half + 1):
+        out += k[:, n] * rows[:, n:n + h]
+    return out
 
 
 def hough_maps(heatmap: np.ndarray, short: np.ndarray, *, stride: int, radius: float) -> np.ndarray:
@@ -434,49 +442,48 @@ def _soft_nms_scores(kp: np.ndarray, conf: np.ndarray, nms_radius: float) -> np.
     return np.where(taken, 0.0, conf).sum(1) / NUM_KEYPOINTS
 
 
-def _cell_labels(seg: torch.Tensor, embed: torch.Tensor, kp: torch.Tensor, weight: torch.Tensor,
-                 scale: torch.Tensor, *, stride: int, config: DecoderConfig) -> torch.Tensor:
-    """[h, w] long: 0 background, j + 1 for cells whose embedding is attracted to person j.
+def _cell_labels(seg: np.ndarray, embed: np.ndarray, kp: np.ndarray, weight: np.ndarray, scale: np.ndarray, *,
+                 stride: int, config: DecoderConfig) -> np.ndarray:
+    """[h, w] int32: 0 background, j + 1 for cells whose embedding is attracted to person j.
 
     Distance of a cell to person j: root of the weighted mean squared distance between its
     embeddings e_k = m + embed_k(m) and j's keypoints, over j's confident keypoints (weights),
     divided by j's scale. Squared distances expand into matrix products, so all cells and people
-    are scored at once.
+    are scored at once (float32, like the maps).
     """
     h, w = seg.shape
-    labels = torch.zeros(h, w, dtype=torch.long, device=seg.device)
-    person = seg > config.seg_threshold
-    if not len(kp) or not bool(person.any()):
+    labels = np.zeros((h, w), np.int32)
+    ii, jj = np.nonzero(seg > config.seg_threshold)
+    if not len(kp) or not len(ii):
         return labels
-    ii, jj = torch.nonzero(person, as_tuple=True)
+    kp, weight, scale = kp.astype(np.float32), weight.astype(np.float32), scale.astype(np.float32)
     off = (stride - 1) / 2.0
-    ex = embed[0::2, ii, jj].T + (jj * stride + off).to(embed.dtype)[:, None]   # [M, 17]
-    ey = embed[1::2, ii, jj].T + (ii * stride + off).to(embed.dtype)[:, None]
-    wsum = weight.sum(1).clamp(min=1e-9)                                          # [P]
-    d2 = ((ex.square() + ey.square()) @ weight.T
+    ex = embed[0::2, ii, jj].T + (jj * stride + off).astype(np.float32)[:, None]   # [M, 17]
+    ey = embed[1::2, ii, jj].T + (ii * stride + off).astype(np.float32)[:, None]
+    wsum = np.maximum(weight.sum(1), np.float32(1e-9))                             # [P]
+    d2 = ((ex * ex + ey * ey) @ weight.T
           - 2 * (ex @ (weight * kp[..., 0]).T + ey @ (weight * kp[..., 1]).T)
-          + (weight * kp.square().sum(-1)).sum(1))                               # [M, P]
-    d2 = d2.clamp(min=0) / (wsum * scale.square())
+          + (weight * (kp * kp).sum(-1)).sum(1))                                  # [M, P]
+    d2 = np.maximum(d2, 0) / (wsum * scale * scale)
     # Memberships this far under the threshold cannot decide a label (smoothing moves no value by
     # more than they add up to, far less than a float32 step near the threshold), so they are zeroed.
     # That also keeps exp() off very negative arguments and the smoothing off float32 denormals,
     # both many times slower than the usual arithmetic.
     negligible = config.membership_threshold * 1e-24
     floor = math.log(negligible) - 1 if negligible > 0 else -math.inf   # exp(floor) < negligible
-    phi = torch.exp((-d2 / (2 * config.mask_sigma ** 2)).clamp(min=floor))
-    phi = torch.where((weight.sum(1) > 0) & (phi >= negligible), phi, torch.zeros_like(phi))
+    phi = np.exp(np.maximum(d2 / np.float32(-2 * config.mask_sigma ** 2), np.float32(floor)))
+    phi = np.where((weight.sum(1) > 0) & (phi >= negligible), phi, np.float32(0))
     if config.instance_smoothing_sigma > 0:
         # Instance-wise Gaussian optimisation: smooth each person's membership map. Memberships are 0
-        # off the person cells, so blurring the box around those cells (zero-padded) gives the same
+        # off the person cells, so blurring the box around those cells (zero beyond it) gives the same
         # values there as blurring the whole map, at a fraction of the cost.
-        top, left = int(ii.min()), int(jj.min())
-        rows, cols = ii - top, jj - left
-        grid = torch.zeros(len(kp), int(rows.max()) + 1, int(cols.max()) + 1, dtype=phi.dtype, device=phi.device)
+        rows, cols = ii - ii.min(), jj - jj.min()
+        grid = np.zeros((len(kp), rows.max() + 1, cols.max() + 1), np.float32)
         grid[:, rows, cols] = phi.T
-        grid = _gaussian_blur(grid, [config.instance_smoothing_sigma] * len(kp))
-        phi = grid[:, rows, cols].T
-    best, who = phi.max(dim=1)
-    labels[ii, jj] = torch.where(best > config.membership_threshold, who + 1, torch.zeros_like(who))
+        phi = _gaussian_blur(grid, [config.instance_smoothing_sigma] * len(kp))[:, rows, cols].T
+    who = phi.argmax(axis=1)
+    best = phi[np.arange(len(who)), who]
+    labels[ii, jj] = np.where(best > config.membership_threshold, who + 1, 0)
     return labels
 
 
@@ -593,8 +600,7 @@ def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, 
     H, W = image_size
     host = {k: v.detach().float().cpu() for k, v in maps.items()}
     heat, short = host["heatmap"].numpy(), host["short"].numpy()
-    hough = _gaussian_blur(torch.from_numpy(hough_maps(heat, short, stride=stride, radius=radius)),
-                           config.pgo_sigmas).numpy()
+    hough = _gaussian_blur(hough_maps(heat, short, stride=stride, radius=radius), config.pgo_sigmas)
     pk, pi, pj = _peaks(hough, config.peak_threshold)
     if not len(pk):
         return PoseSegResult.empty(H, W)
@@ -642,12 +648,9 @@ def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, 
     close &= ~np.eye(len(kp), dtype=bool)[..., None]
     shared = (close & (conf[:, None] > 0)).any(axis=0)
     centroid_w = np.where((conf >= config.centroid_min_confidence) & ~shared, conf, 0.0)
-    as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32)
-    seg = host["seg"][0]
-    cells = _cell_labels(seg, host["embed"], as_tensor(kp), as_tensor(centroid_w), as_tensor(scale),
-                         stride=stride, config=config)
-    label, pixels, seg_px = _upsample(seg.numpy(), cells.numpy().astype(np.int32), stride, (H, W),
-                                      config.seg_threshold)
+    seg = host["seg"][0].numpy()
+    cells = _cell_labels(seg, host["embed"].numpy(), kp, centroid_w, scale, stride=stride, config=config)
+    label, pixels, seg_px = _upsample(seg, cells, stride, (H, W), config.seg_threshold)
 
     count, mask_scores, mask_box = _mask_stats(label, pixels, seg_px, len(kp))
     has_mask = count > 0

@@ -28,8 +28,7 @@ def test_texture_maps_queue_at_most_max_peaks_and_group_at_most_max_candidates(m
     maps = texture_maps(ModelConfig(), side, side)
     config = DecoderConfig(max_peaks=300, max_candidates=40)
     hough = decode.hough_maps(maps["heatmap"].numpy(), maps["short"].numpy(), stride=8, radius=25.5)
-    peaks = len(decode._peaks(decode._gaussian_blur(torch.from_numpy(hough), config.pgo_sigmas).numpy(),
-                              config.peak_threshold)[0])
+    peaks = len(decode._peaks(decode._gaussian_blur(hough, config.pgo_sigmas), config.peak_threshold)[0])
     assert peaks > 3 * config.max_peaks  # the caps must bind for this test to mean anything
 
     grouped = []
