@@ -64,6 +64,7 @@ class ModelConfig:
     output_stride: int = 8             # heads are predicted at input/stride
     neck_channels: int = 64
     head_channels: int = 64
+    head_depth: int = 1                # separable 3x3 blocks per head; those after the first are residual
     input_size: int = 321              # letterbox longer side fed to the network (inference default)
     disk_radius: float = 32.0          # px at input 401 (paper); targets scale it by input_size / 401
     loss_weights: dict = field(default_factory=lambda: {
@@ -73,6 +74,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {BACKBONES}")
+        if self.head_depth < 1:
+            raise ValueError(f"head_depth must be at least 1, not {self.head_depth}")
         if self.output_stride not in (4, 8, 16):
             raise ValueError(f"output_stride must be 4, 8 or 16, not {self.output_stride}")
         if isinstance(self.decoder, dict):
