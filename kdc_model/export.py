@@ -17,7 +17,6 @@ import argparse
 import hashlib
 import io
 import json
-import math
 import sys
 import warnings
 from pathlib import Path
@@ -120,40 +119,26 @@ def max_abs_diff(model: torch.nn.Module, session, images: torch.Tensor) -> dict[
     return {k: float(np.abs(expected[k].numpy() - got[k]).max()) for k in OUTPUT_NAMES}
 
 
-def _load_network(checkpoint: str, input_size: int | None):
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .network import KDCNet
-    from .predictor import DEFAULT_WEIGHTS
-
-    path = DEFAULT_WEIGHTS if checkpoint == "default" else Path(checkpoint)
-    if checkpoint == "default" and not path.is_file():
-        raise CheckpointError(f"{path}: the default KDC weights are not installed; pass a checkpoint path instead")
-    config, state = load_checkpoint(path)
-    if input_size is not None:
-        config.input_size = input_size  # the same network at another input size (as kdc_ros.bench does)
-    model = KDCNet(config)
-    model.load_state_dict(state)
-    return model.eval()
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kdc_model.export", description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="checkpoint path, or 'default' for the packaged weights")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint path, or named weights ('default': the "
+                        "packaged ones)")
     parser.add_argument("--out", required=True, help="ONNX file to write")
     parser.add_argument("--input-size", type=int, default=None,
-                        help="letterbox side (rounded up to a multiple of 32; default: the checkpoint's)")
+                        help="letterbox side (rounded up to a multiple of 32; default: the side the network was "
+                        "trained at); the network is the same at every side")
     parser.add_argument("--dynamic", action="store_true", help="free batch, height and width axes")
     parser.add_argument("--tolerance", type=float, default=1e-3,
                         help="largest max-abs difference torch vs onnxruntime accepted (default 1e-3)")
     args = parser.parse_args(argv)
-    from .checkpoint import CheckpointError
+    from .named_weights import build_network, letterbox_side
 
     try:
-        model = _load_network(args.checkpoint, args.input_size)
-    except CheckpointError as err:
+        model = build_network(args.checkpoint)
+        side = letterbox_side(model.config, args.input_size)
+    except ValueError as err:  # a CheckpointError (missing, corrupt file) or an impossible side
         print(f"error: {err}", file=sys.stderr)
         return 2
-    side = math.ceil(model.config.input_size / 32) * 32
     out = export_onnx(model, args.out, side, dynamic_batch=args.dynamic, dynamic_size=args.dynamic)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): images [{'B' if args.dynamic else 1}, 3, "
           f"{'H' if args.dynamic else side}, {'W' if args.dynamic else side}] -> {', '.join(OUTPUT_NAMES)}")

@@ -36,10 +36,8 @@ def fit_terms(model, stream, crops: int, batch_size: int = 8) -> dict[str, float
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .checkpoint import load_checkpoint
     from .data import TrainingStream, load_sources
-    from .network import KDCNet
-    from .predictor import DEFAULT_WEIGHTS
+    from .named_weights import build_network
     from .recipe import DEFAULT_RECIPE, Recipe, load_recipe
 
     parser = argparse.ArgumentParser(prog="python -m kdc_model.fit_report", description=__doc__.split("\n\n")[0])
@@ -50,9 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
-    config, state = load_checkpoint(DEFAULT_WEIGHTS if args.checkpoint == "default" else args.checkpoint)
-    model = KDCNet(config)
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model = build_network(args.checkpoint)
+    config = model.config
     recipe = Recipe.from_dict(load_recipe(args.config, [f"data.root={args.data_root.resolve()}"]))
     train_records, _ = load_sources(recipe.sources, recipe.data_root)
     stream = TrainingStream(train_records, {s.name: s.weight for s in recipe.sources}, config,

@@ -19,24 +19,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .backends import AUTO, check_backend, resolve_backend
-from .checkpoint import CheckpointError, load_checkpoint
+from .backends import AUTO, resolve_backend
 from .config import DecoderConfig, ModelConfig
 from .heads import activate
+from .named_weights import NamedWeights, build_network, letterbox_side, weights_file
 from .network import KDCNet
 from .result import PoseSegResult
 
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "kdc_default.safetensors"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 log = logging.getLogger(__name__)
 
 
-def load_model(checkpoint_or_name: str | Path | ModelConfig = "default", device: str | torch.device = "auto",
+def load_model(weights: str | Path | NamedWeights | ModelConfig = "default", device: str | torch.device = "auto",
                half: bool = False, decoder: DecoderConfig | None = None, strict_device: bool = False,
                backend: str = "torch", input_size: int | None = None) -> "Predictor":
-    """A ready Predictor from "default" (the packaged weights), a checkpoint path, or a ModelConfig
-    (random init: for tests and benchmarks). `decoder` overrides the checkpoint's decoder settings.
+    """A ready Predictor from named weights ("default": the packaged ones), a checkpoint path, or a
+    ModelConfig (random init: for tests and benchmarks); kdc_model.named_weights builds the network.
+    `decoder` overrides the checkpoint's decoder settings.
 
     device "auto" picks CUDA when there is one. A requested GPU that is absent falls back to CPU with
     a warning, or raises RuntimeError when strict_device.
@@ -50,26 +50,18 @@ def load_model(checkpoint_or_name: str | Path | ModelConfig = "default", device:
     exactly as trained, and no export each time a ModelConfig is loaded, as the tests and tools do);
     the node's default is auto.
 
-    input_size: longer side of the letterbox the network sees (default: the checkpoint's). The
-    network is fully convolutional and learnt people of a given size in pixels, so a larger side
-    finds smaller (more distant) people, at a cost growing with its square.
+    input_size: longer side of the letterbox the network sees (None: the side it was trained at;
+    kdc_model.named_weights.letterbox_side). The network is fully convolutional and learnt people of
+    a given size in pixels, so a larger side finds smaller (more distant) people, at a cost growing
+    with its square; the network itself is the same at every side.
     """
-    check_backend(backend)
+    network = build_network(weights)
+    side = letterbox_side(network.config, input_size)
     onnx_cache = None
-    if isinstance(checkpoint_or_name, ModelConfig):
-        model = KDCNet(checkpoint_or_name)
-    else:
-        path = DEFAULT_WEIGHTS if str(checkpoint_or_name) == "default" else Path(checkpoint_or_name)
-        if str(checkpoint_or_name) == "default" and not path.is_file():
-            raise CheckpointError(f"{path}: the default KDC weights are not installed; "
-                                  f"pass a checkpoint path instead")
-        config, state = load_checkpoint(path)
-        model = KDCNet(config)
-        model.load_state_dict(state)
-        if backend != "torch":
-            from .runtime import onnx_cache_path
-            onnx_cache = onnx_cache_path(path, math.ceil((input_size or config.input_size) / 32) * 32)
-    return Predictor(model, device=resolve_device(device, strict_device), half=half, decoder=decoder,
+    if backend != "torch" and not isinstance(weights, ModelConfig):
+        from .runtime import onnx_cache_path
+        onnx_cache = onnx_cache_path(weights_file(weights), side)
+    return Predictor(network, device=resolve_device(device, strict_device), half=half, decoder=decoder,
                      backend=backend, onnx=onnx_cache, input_size=input_size)
 
 
@@ -145,9 +137,7 @@ class Predictor:
         # Channels-last feeds the fastest convolution kernels of cuDNN and of oneDNN on CPU (the torch
         # runner's network copy is channels-last too); ONNX Runtime takes contiguous arrays.
         self.memory_format = torch.channels_last if backend == "torch" else torch.contiguous_format
-        if input_size is not None and input_size < 32:
-            raise ValueError(f"input_size must be at least 32, not {input_size}")
-        self.input_side = math.ceil((input_size or self.config.input_size) / 32) * 32
+        self.input_side = letterbox_side(self.config, input_size)
         # The ONNX backends export from the float32 model on CPU; torch runs it where it is placed.
         placed = self.device if backend == "torch" else torch.device("cpu")
         self.model = model.eval().to(device=placed, dtype=self.dtype)
@@ -179,11 +169,11 @@ class Predictor:
             preprocessed = self._clock()
             maps = {k: v.float() for k, v in activate(self.runner(batch)).items()}
             inferred = self._clock()
-            input_size = tuple(batch.shape[-2:])
+            input_shape = tuple(batch.shape[-2:])
             for j, (i, box) in enumerate(zip(indices, letterboxes)):
                 decoded = decode_people({k: v[j] for k, v in maps.items()}, stride=self.config.output_stride,
-                                        radius=self.config.radius, config=self.decoder, image_size=input_size)
-                results[i] = self._to_original(decoded, box, input_size)
+                                        radius=self.config.radius, config=self.decoder, image_size=input_shape)
+                results[i] = self._to_original(decoded, box, input_shape)
             done = self._clock()
             for key, ms in (("preprocess_ms", preprocessed - start), ("network_ms", inferred - preprocessed),
                             ("decode_ms", done - inferred), ("total_ms", done - start)):
@@ -234,19 +224,19 @@ class Predictor:
             letterboxes.append(Letterbox(h, w, rh, rw))
         return torch.from_numpy(batch).to(self.device, self.dtype, memory_format=self.memory_format), letterboxes
 
-    def _to_original(self, result: PoseSegResult, box: Letterbox, input_size: tuple[int, int]) -> PoseSegResult:
+    def _to_original(self, result: PoseSegResult, box: Letterbox, input_shape: tuple[int, int]) -> PoseSegResult:
         keypoints = result.keypoints.copy()
         keypoints[..., :2] = box.to_original(keypoints[..., :2])
         boxes = box.to_original(result.boxes.reshape(-1, 2, 2)).reshape(-1, 4)
         return PoseSegResult(keypoints=keypoints, scores=result.scores, boxes=boxes.astype(np.float32),
-                             label_map=self._label_map_to_original(result.label_map, box, input_size),
+                             label_map=self._label_map_to_original(result.label_map, box, input_shape),
                              mask_scores=result.mask_scores)
 
-    def _label_map_to_original(self, label_map: np.ndarray, box: Letterbox, input_size: tuple[int, int]) -> np.ndarray:
+    def _label_map_to_original(self, label_map: np.ndarray, box: Letterbox, input_shape: tuple[int, int]) -> np.ndarray:
         """Crop the padding off a label map covering the network input, then nearest-resize it."""
         lh, lw = label_map.shape  # the whole H x W input, at whatever resolution the decoder gives
-        crop_h = max(1, round(box.height * lh / input_size[0]))
-        crop_w = max(1, round(box.width * lw / input_size[1]))
+        crop_h = max(1, round(box.height * lh / input_shape[0]))
+        crop_w = max(1, round(box.width * lw / input_shape[1]))
         rows = ((np.arange(box.original_height) + 0.5) * crop_h / box.original_height).astype(np.intp)
         cols = ((np.arange(box.original_width) + 0.5) * crop_w / box.original_width).astype(np.intp)
         # Rows, then columns: two 1-D gathers cost a third of one 2-D fancy index.

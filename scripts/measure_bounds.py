@@ -152,16 +152,15 @@ def replay_memory(frames: int) -> None:
 
 
 def onnx_cache() -> None:
-    from kdc_model import load_model
-    from kdc_model.predictor import DEFAULT_WEIGHTS
+    from kdc_model import DEFAULT_WEIGHTS, load_model
     from kdc_model.runtime import cached_export, onnx_cache_path
 
-    if not DEFAULT_WEIGHTS.is_file():
+    if not DEFAULT_WEIGHTS.installed:
         print("onnx cache: default weights not installed, skipped")
         return
     load_model("default", device="cpu", backend="onnxruntime")  # make sure the cache entry exists
     model = load_model("default", device="cpu").model
-    path = onnx_cache_path(DEFAULT_WEIGHTS, 320)
+    path = onnx_cache_path(DEFAULT_WEIGHTS.file, 320)
     start = time.perf_counter()
     data = cached_export(path, model, 320)
     verify_ms = (time.perf_counter() - start) * 1e3

@@ -4,18 +4,15 @@ Usage: python scripts/package_default_weights.py runs/default/best.safetensors
 """
 import sys
 
-from kdc_model.checkpoint import load_checkpoint, save_checkpoint
-from kdc_model.network import KDCNet
-from kdc_model.predictor import DEFAULT_WEIGHTS
+from kdc_model import DEFAULT_WEIGHTS, build_network, save_checkpoint
 
 
 def main(source: str) -> None:
-    config, state = load_checkpoint(source)
-    model = KDCNet(config)
-    model.load_state_dict(state)
-    DEFAULT_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(DEFAULT_WEIGHTS, model, config, extra_metadata={"source": source}, half=True)
-    print(f"{DEFAULT_WEIGHTS}: {DEFAULT_WEIGHTS.stat().st_size / 1e6:.1f} MB (fp16)")
+    model = build_network(source)
+    target = DEFAULT_WEIGHTS.file
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(target, model, model.config, extra_metadata={"source": source}, half=True)
+    print(f"{target}: {target.stat().st_size / 1e6:.1f} MB (fp16)")
 
 
 if __name__ == "__main__":

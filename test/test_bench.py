@@ -187,22 +187,3 @@ def test_peer_accuracy_venv_failure_is_an_error_row(tmp_path, monkeypatch):
                                "--checkpoint", str(tmp_path / "none.safetensors")]) == 1
     rows = json.loads((tmp_path / "out" / "metrics.json").read_text())["groups"]["coco_val2017"]["rows"]
     assert [r["system"] for r in rows] == ["yolo11n-pose"] and "pip install" in rows[0]["error"]
-
-
-def test_our_predictor_at_another_input_size_keeps_the_trained_disks(tmp_path):
-    """The bench runs a checkpoint at its own letterbox side; the decoder must keep the disk radius the
-    network learnt (a config rebuilt at the new size rescales it and, at 640, found nobody)."""
-    import torch
-
-    from kdc_model import ModelConfig
-    from kdc_model.checkpoint import save_checkpoint
-    from kdc_model.network import KDCNet
-    from kdc_ros.bench.kdc import kdc_predictor
-
-    torch.manual_seed(0)
-    config = ModelConfig(input_size=64, neck_channels=16, head_channels=16)
-    path = tmp_path / "small.safetensors"
-    save_checkpoint(path, KDCNet(config), config)
-    predictor, weights = kdc_predictor(128, weights=str(path))
-    assert predictor.input_side == 128 and weights == str(path)
-    assert predictor.config.radius == config.radius

@@ -24,8 +24,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from image_samples import encode
-from kdc_model import DecoderConfig, ModelConfig, load_model
-from kdc_model.predictor import DEFAULT_WEIGHTS
+from kdc_model import DEFAULT_WEIGHTS, DecoderConfig, ModelConfig, load_model
 from kdc_model.synthetic import make_scene
 from kdc_ros.replay.pose_seg_result import result_from_pose_seg
 from live_node import LiveNode, rss_mb, stamp_key
@@ -46,10 +45,10 @@ def percentile(values, q) -> float:
 
 # --- overload --------------------------------------------------------------------------------------
 def overload(seconds: float, rate_hz: float = 60.0, height: int = 720, width: int = 1280) -> dict:
-    name = "default" if DEFAULT_WEIGHTS.is_file() else "ModelConfig() random init"
+    name = "default" if DEFAULT_WEIGHTS.installed else "ModelConfig() random init"
     # Input 640: at its own 320 the model keeps up with much of a 60 Hz camera here, and a node that
     # is not overloaded proves nothing about overload.
-    predictor = load_model("default" if DEFAULT_WEIGHTS.is_file() else ModelConfig(), device="cpu", input_size=640)
+    predictor = load_model("default" if DEFAULT_WEIGHTS.installed else ModelConfig(), device="cpu", input_size=640)
     rng = np.random.default_rng(0)
     frames = [encode(make_scene(rng, height, width, 2, min_height=300, max_height=600).image, "rgb8")
               for _ in range(4)]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from kdc_model import predictor as predictor_module
+from kdc_model import NamedWeights
 from kdc_model.checkpoint import CheckpointError, save_checkpoint
 from kdc_model.config import ModelConfig
 from kdc_model.heads import HEAD_CHANNELS, LOGIT_HEADS
@@ -179,10 +179,11 @@ def test_checkpoint_path_loads(tmp_path):
     assert predictor.config == SMALL
 
 
-def test_missing_default_weights_say_so(tmp_path, monkeypatch):
-    monkeypatch.setattr(predictor_module, "DEFAULT_WEIGHTS", tmp_path / "kdc_default.safetensors")
+def test_named_weights_that_are_not_installed_say_so(tmp_path):
+    absent = NamedWeights("default", tmp_path / "kdc_default.safetensors", "not installed here")
+    assert not absent.installed
     with pytest.raises(CheckpointError, match="default KDC weights are not installed"):
-        load_model("default")
+        load_model(absent)
 
 
 def test_absent_gpu_falls_back_to_cpu_or_raises_when_strict():

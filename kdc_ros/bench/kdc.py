@@ -30,21 +30,20 @@ NODE_TOPIC_OUT = "/kdc/pose_seg"
 def kdc_predictor(input_size: int, weights: str = "auto", device: str = "cpu", backend: str = "torch"):
     """(Predictor at `input_size`, description of its weights). weights: "auto" (the packaged default
     when installed, else random), "default", "random", or a checkpoint path. backend: what runs the
-    network (kdc_model.backends: torch, onnxruntime, ...); the export it may need is not timed."""
+    network (kdc_model.backends: torch, onnxruntime, ...); the export it may need is not timed.
+    The network is built as load_model builds it for the node, whatever the side."""
     import torch
 
-    from kdc_model import ModelConfig, load_model
-    from kdc_model.predictor import DEFAULT_WEIGHTS
+    from kdc_model import DEFAULT_WEIGHTS, ModelConfig, load_model
 
     if weights == "auto":
-        weights = "default" if DEFAULT_WEIGHTS.is_file() else "random"
+        weights = "default" if DEFAULT_WEIGHTS.installed else "random"
+    description = str(weights)
     if weights == "random":
         torch.manual_seed(0)
-        return (load_model(ModelConfig(input_size=input_size), device=device, strict_device=True, backend=backend),
-                "random init (no packaged weights yet; same compute)")
-    # The trained network at the bench's letterbox side; its decoder keeps the radius it was trained
-    # with (rebuilding it from a config with another input_size would rescale the disks and find nobody).
-    return load_model(weights, device=device, strict_device=True, backend=backend, input_size=input_size), str(weights)
+        weights, description = ModelConfig(), "random init (no packaged weights yet; same compute)"
+    return (load_model(weights, device=device, strict_device=True, backend=backend, input_size=input_size),
+            description)
 
 
 def kdc_model_row(frames, input_size: int, *, predictor=None, weights: str = "auto", device: str = "cpu",
