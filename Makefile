@@ -45,7 +45,7 @@ train-default: train-setup
 	source ./env.sh && { test -f runs/stage1/state.pt || python -m kdc_model.train --data-root $(DATA) \
 		--out runs/stage1 --set train.workers=1 --set train.steps=2500; }
 	source ./env.sh && python -m kdc_model.train --out runs/stage1 --resume --set train.steps=3800
-	source ./env.sh && { test -f runs/pseudo_labels/lspet.json || python -m kdc_model.pseudo_labels \
+	source ./env.sh && { test -f runs/pseudo_labels/lspet.json || python -m kdc_ros.teacher \
 		--data-root $(DATA) --out runs/pseudo_labels; }
 	source ./env.sh && if test -f runs/stage2/state.pt; then python -m kdc_model.train --out runs/stage2 --resume; \
 		else python -m kdc_model.train --data-root $(DATA) --out runs/stage2 \

@@ -11,6 +11,7 @@ _LAZY = {
     "build_network": "named_weights", "letterbox_side": "named_weights", "NamedWeights": "named_weights",
     "DEFAULT_WEIGHTS": "named_weights", "NAMED_WEIGHTS": "named_weights",
     "CheckpointError": "checkpoint", "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint",
+    "load_backbone_weights": "checkpoint",
     "KDCNet": "network",
 }
 

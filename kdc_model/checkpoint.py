@@ -15,6 +15,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from .config import ModelConfig
+from .network import KDCNet
 from .private_files import write_atomic
 
 FORMAT_NAME = "kdc_model"
@@ -59,9 +60,31 @@ def load_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tens
     return config, state
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a .safetensors or .pt/.pth file (e.g. ImageNet backbone weights), read safely."""
-    return _read_file(path)[0]
+def load_backbone_weights(network: KDCNet, path: str | Path) -> None:
+    """Load an ImageNet classifier state dict (a torchvision .pth, or .safetensors), or the backbone
+    of a KDC checkpoint (a trained model whose neck and heads are to be replaced), into the backbone
+    of `network`.
+
+    The classifier layers (and MobileNetV2's last 1x1 conv) are not part of the backbone and are
+    skipped; every backbone weight must be present with the right shape.
+    """
+    state, _ = _read_file(path)
+    backbone, name = network.backbone, network.config.backbone
+    prefix = backbone.imagenet_prefix
+    if any(k.startswith("backbone.body.") for k in state):  # a KDC checkpoint: reuse its trained backbone
+        prefix = "backbone.body."
+    wanted = backbone.body.state_dict()
+    weights = {k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix) and k[len(prefix):] in wanted}
+    missing = sorted(set(wanted) - set(weights))
+    if missing:
+        raise CheckpointError(f"{path}: not ImageNet weights for {name}: "
+                              f"{len(missing)} backbone weights missing (e.g. {missing[0]})")
+    wrong = [k for k, v in weights.items() if v.shape != wanted[k].shape]
+    if wrong:
+        raise CheckpointError(f"{path}: not ImageNet weights for {name}: "
+                              f"{wrong[0]} has shape {tuple(weights[wrong[0]].shape)}, "
+                              f"expected {tuple(wanted[wrong[0]].shape)}")
+    backbone.body.load_state_dict(weights)
 
 
 def _read_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -98,8 +121,6 @@ def _read_torch_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
 
 def _check_fits_config(path, config: ModelConfig, state: dict[str, torch.Tensor]) -> None:
     """Raise unless `state` has exactly the keys and shapes of KDCNet(config)."""
-    from .network import KDCNet
-
     with torch.device("meta"):  # shapes only: no memory, no init cost
         expected = {k: v.shape for k, v in KDCNet(config).state_dict().items()}
     missing = sorted(set(expected) - set(state))

@@ -65,8 +65,11 @@ class ModelConfig:
     neck_channels: int = 64
     head_channels: int = 64
     head_depth: int = 1                # separable 3x3 blocks per head; those after the first are residual
-    input_size: int = 321              # letterbox longer side fed to the network (inference default)
-    disk_radius: float = 32.0          # px at input 401 (paper); targets scale it by input_size / 401
+    # The letterbox side the network is trained at, and its default side at inference. It fixes the
+    # disk radius in pixels (radius), hence the offset heads' scale and the decoder's radius: another
+    # side at inference is load_model(input_size=...), never an edited config (kdc_model.named_weights).
+    input_size: int = 321
+    disk_radius: float = 32.0          # px at input 401 (paper); scaled by input_size / 401 (radius)
     loss_weights: dict = field(default_factory=lambda: {
         "heatmap": 4.0, "short": 1.0, "mid": 0.25, "seg": 2.0, "embed": 0.125})
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
@@ -83,7 +86,7 @@ class ModelConfig:
 
     @property
     def radius(self) -> float:
-        """Disk radius in input pixels at this config's input size."""
+        """Disk radius in input pixels, fixed by the side the network is trained at."""
         return self.disk_radius * self.input_size / 401.0
 
     def to_dict(self) -> dict:

@@ -31,7 +31,7 @@ from .coco import AnnotationError, decode_segmentation, image_people, keypoint_a
     person_annotations
 from .config import ModelConfig
 from .copy_paste import Donor, cut_donor, paste_donor
-from .predictor import IMAGENET_MEAN, IMAGENET_STD
+from .network import IMAGENET_MEAN, IMAGENET_STD
 from .skeleton import NUM_KEYPOINTS
 from .targets import encode_targets
 
@@ -53,7 +53,7 @@ class SourceSpec:
     masks: bool = True                # False: people have no segmentation; their pixels are unknown
     keypoints: list[int] | None = None  # keypoint channels the source labels (None: all 17)
     one_person: bool = False          # one annotated person per image: train on crops around them
-    pseudo_keypoints: bool = False    # with --pseudo-labels: train on the teacher-filled file (kdc_model.pseudo_labels)
+    pseudo_keypoints: bool = False    # with --pseudo-labels: train on the teacher-filled file (kdc_ros.teacher)
     # Held-out validation images: None (none), "all", {"file_names": [...]} or {"frames": [...]}.
     val: object = None
     # The validation report this source's held-out images belong to (peer_accuracy's table rows).
@@ -95,7 +95,7 @@ def load_source(spec: SourceSpec, data_root: str | Path,
                 pseudo_root: str | Path | None = None) -> tuple[list[ImageRecord], list[ImageRecord]]:
     """(training records, validation records) of one source. When the source allows
     pseudo_keypoints and a pseudo_root is given, training records come from `pseudo_root/<name>.json`
-    (kdc_model.pseudo_labels); validation records always come from the real annotation file."""
+    (written by kdc_ros.teacher); validation records always come from the real annotation file."""
     root = Path(data_root)
     data = load_annotations(root / spec.annotations)
     records = _records(data, root / spec.images, spec)

@@ -10,7 +10,6 @@ channels-last memory format.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +19,12 @@ from torchvision.models._utils import IntermediateLayerGetter
 
 from .config import ModelConfig
 from .heads import HEAD_CHANNELS, LOGIT_HEADS
+
+# What an input image is normalised with, per RGB channel of [0, 1] pixels: the statistics of the
+# backbones' ImageNet pretraining, which every KDCNet expects (the predictor and the training data
+# both normalise with these).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Per backbone: the module that holds the feature stages, the stage ending at each stride
 # (4, 8, 16, 32), the channels there, and the prefix its ImageNet state dict puts before those stages.
@@ -136,29 +141,3 @@ class KDCNet(nn.Module):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.neck(self.backbone(images))
         return {key: head(x) for key, head in self.heads.items()}
-
-    def load_backbone_weights(self, path: str | Path) -> None:
-        """Load an ImageNet classifier state dict (a torchvision .pth, or .safetensors), or the backbone
-        of a KDC checkpoint (a trained model whose neck and heads are to be replaced), into the backbone.
-
-        The classifier layers (and MobileNetV2's last 1x1 conv) are not part of the backbone and are
-        skipped; every backbone weight must be present with the right shape.
-        """
-        from .checkpoint import CheckpointError, read_state_dict
-
-        state = read_state_dict(path)
-        prefix = self.backbone.imagenet_prefix
-        if any(k.startswith("backbone.body.") for k in state):  # a KDC checkpoint: reuse its trained backbone
-            prefix = "backbone.body."
-        wanted = self.backbone.body.state_dict()
-        weights = {k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix) and k[len(prefix):] in wanted}
-        missing = sorted(set(wanted) - set(weights))
-        if missing:
-            raise CheckpointError(f"{path}: not ImageNet weights for {self.config.backbone}: "
-                                  f"{len(missing)} backbone weights missing (e.g. {missing[0]})")
-        wrong = [k for k, v in weights.items() if v.shape != wanted[k].shape]
-        if wrong:
-            raise CheckpointError(f"{path}: not ImageNet weights for {self.config.backbone}: "
-                                  f"{wrong[0]} has shape {tuple(weights[wrong[0]].shape)}, "
-                                  f"expected {tuple(wanted[wrong[0]].shape)}")
-        self.backbone.body.load_state_dict(weights)

@@ -23,11 +23,10 @@ from .backends import AUTO, resolve_backend
 from .config import DecoderConfig, ModelConfig
 from .heads import activate
 from .named_weights import NamedWeights, build_network, letterbox_side, weights_file
-from .network import KDCNet
+from .network import IMAGENET_MEAN, IMAGENET_STD, KDCNet
 from .result import PoseSegResult
+from .runtime import make_runner, onnx_cache_path
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 log = logging.getLogger(__name__)
 
 
@@ -59,7 +58,6 @@ def load_model(weights: str | Path | NamedWeights | ModelConfig = "default", dev
     side = letterbox_side(network.config, input_size)
     onnx_cache = None
     if backend != "torch" and not isinstance(weights, ModelConfig):
-        from .runtime import onnx_cache_path
         onnx_cache = onnx_cache_path(weights_file(weights), side)
     return Predictor(network, device=resolve_device(device, strict_device), half=half, decoder=decoder,
                      backend=backend, onnx=onnx_cache, input_size=input_size)
@@ -116,8 +114,6 @@ class Predictor:
     def __init__(self, model: KDCNet, device: str | torch.device = "cpu", half: bool = False,
                  decoder: DecoderConfig | None = None, backend: str = "torch", onnx: str | Path | None = None,
                  input_size: int | None = None) -> None:
-        from .runtime import make_runner
-
         self.config: ModelConfig = model.config
         self.decoder = decoder or self.config.decoder
         self.device = torch.device(device)

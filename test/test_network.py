@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from kdc_model.config import BACKBONES, ModelConfig
+from kdc_model import CheckpointError, KDCNet, ModelConfig, load_backbone_weights
+from kdc_model.config import BACKBONES
 from kdc_model.heads import HEAD_CHANNELS
-from kdc_model.network import KDCNet
 
 
 @pytest.mark.parametrize("stride", [4, 8, 16])
@@ -58,19 +58,17 @@ def test_imagenet_backbone_weights_load_key_for_key(tmp_path):
     path = tmp_path / "mobilenet_v2_imagenet.pth"
     torch.save(imagenet.state_dict(), path)
     model = KDCNet(ModelConfig())
-    model.load_backbone_weights(path)
+    load_backbone_weights(model, path)
     torch.testing.assert_close(model.backbone.body["0"][0].weight, imagenet.features[0][0].weight)
 
 
 def test_backbone_weights_of_another_architecture_are_refused_naming_the_file(tmp_path):
     import torchvision
 
-    from kdc_model.checkpoint import CheckpointError
-
     path = tmp_path / "resnet50.pth"
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
     with pytest.raises(CheckpointError, match="resnet50.pth"):
-        KDCNet(ModelConfig()).load_backbone_weights(path)
+        load_backbone_weights(KDCNet(ModelConfig()), path)
 
 
 def test_exports_with_dynamic_input_size():

@@ -2,7 +2,7 @@
 peer venv (kdc_ros.bench.venvs) by runners/ultralytics_keypoints.py.
 
 Shared by the accuracy comparison (kdc_ros.bench.peer_accuracy) and the teacher of the training
-data (kdc_model.pseudo_labels).
+data (kdc_ros.teacher).
 """
 from __future__ import annotations
 
