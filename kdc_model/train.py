@@ -76,6 +76,29 @@ def save_state(path: Path, model, optimizer, scaler, step: int, best: float, ela
     os.replace(partial, path)
 
 
+# Network settings a fine-tuning run may change from its init_weights: the weights carry over.
+_CARRIED_CHANGES = ("disk_radius", "head_depth", "loss_weights", "decoder")
+
+
+def carry_weights(model, config, trained_config, state: dict, source) -> None:
+    """Start `model` (built from `config`) from a trained network's weights. The two may differ in the
+    disk radius (the offset heads' last convolution is rescaled, so they give the same pixel offsets:
+    they output R units times R) and in head depth (only deeper: the new residual blocks start at
+    zero, so the deeper network starts as the trained one); anything else is a ValueError."""
+    network = lambda c: {k: v for k, v in c.to_dict().items() if k not in _CARRIED_CHANGES}
+    if network(trained_config) != network(config) or config.head_depth < trained_config.head_depth:
+        raise ValueError(f"train.init_weights {source}: its network differs from the recipe's model "
+                         f"(only {', '.join(_CARRIED_CHANGES)} may change, head_depth only upward)")
+    missing = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False).missing_keys
+    assert all(".more." in key for key in missing), missing  # only the added residual blocks are new
+    ratio = trained_config.radius / config.radius
+    if ratio != 1.0:
+        with torch.no_grad():
+            for key in ("short", "mid", "embed"):
+                model.heads[key].out.weight.mul_(ratio)
+                model.heads[key].out.bias.mul_(ratio)
+
+
 def make_ema(model, decay: float):
     """An exponential moving average of the model's weights and BatchNorm statistics.
 
@@ -233,10 +256,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int
         log.truncate_after(step)
     elif cfg.init_weights:
         config, state = load_checkpoint(cfg.init_weights)
-        network = lambda c: {k: v for k, v in c.to_dict().items() if k != "decoder"}  # decoding settings may differ
-        if network(config) != network(recipe.model):
-            raise ValueError(f"train.init_weights {cfg.init_weights}: its network differs from the recipe's model")
-        model.load_state_dict({k: v.float() for k, v in state.items()})
+        carry_weights(model, recipe.model, config, state, cfg.init_weights)
     elif cfg.backbone_weights:
         load_backbone_weights(model, resolve_backbone_weights(cfg.backbone_weights))
     if ema is None and cfg.ema_decay > 0:

@@ -123,3 +123,28 @@ def test_ema_weights_are_validated_saved_and_resumed_exactly(data_root, tmp_path
     torch.testing.assert_close(saved[key], state["ema"][f"module.{key}"])
     for k, value in saved.items():
         torch.testing.assert_close(resumed[k], value, rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_fine_tuning_carries_weights_to_a_smaller_disk_and_deeper_heads(data_root, tmp_path):
+    """train.init_weights into a network with another disk radius and deeper heads: the same pixel
+    offsets and maps come out before any step; other network changes are refused."""
+    from kdc_model.network import KDCNet
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--config", data_root / "recipe.yaml", "--data-root", data_root]
+    _run(*common, "--out", first, "--stop-at", 2)
+    _run(*common, "--out", second, "--set", f"train.init_weights={first / 'last.safetensors'}", "--stop-at", 0,
+         "--set", "model.disk_radius=16", "--set", "model.head_depth=2")
+    outputs = []
+    for run in (first, second):
+        config, state = load_checkpoint(run / "last.safetensors")
+        model = KDCNet(config).eval()
+        model.load_state_dict(state)
+        with torch.no_grad():
+            outputs.append(model(torch.linspace(-1, 1, 3 * 128 * 128).view(1, 3, 128, 128)))
+    assert load_checkpoint(second / "last.safetensors")[0].head_depth == 2
+    for key, value in outputs[0].items():
+        torch.testing.assert_close(outputs[1][key], value, rtol=1e-4, atol=1e-4, msg=key)
+    with pytest.raises(ValueError, match="head_depth only upward"):
+        train.main([*map(str, common), "--out", str(tmp_path / "third"), "--no-progress",
+                    "--set", f"train.init_weights={second / 'last.safetensors'}"])
