@@ -115,7 +115,8 @@ def kdc_row(coco_gt: dict, paths: dict, checkpoint: Path, threads: int, input_si
 
 def format_rows(rows: list[dict]) -> str:
     def cell(value):
-        return f"{'n/a':>10s}" if value is None else f"{value:10.3f}"
+        # COCOeval gives -1 where there is nothing to score (no keypoints labelled in the classroom set).
+        return f"{'n/a':>10s}" if value is None or value < 0 else f"{value:10.3f}"
 
     names = ("keypoints_ap", "keypoints_ap50", "keypoints_ap75", "keypoints_apm", "keypoints_apl", "segm_ap", "segm_ap50")
     header = f"{'system':14s}{'input':>6s}" + "".join(f"{n.replace('keypoints_', 'kp_').upper():>10s}" for n in names)
