@@ -1,11 +1,18 @@
-"""Test-wide settings: every DDS participant stays on loopback, in a domain of this run's own."""
+"""Test-wide settings: every DDS participant stays on loopback, in a domain of this run's own, and
+each test that wants one gets a topic namespace of its own."""
 import os
 import random
+import re
 
-# Set before any test imports rclpy. A random domain keeps parallel runs from seeing each other.
+import pytest
+
+# Set before any test imports rclpy, and always by the suite: a developer's own ROS_DOMAIN_ID (where
+# their robot or another run lives) is never where the tests publish. A random domain per run keeps
+# parallel runs from seeing each other; 101 and up are left to the demo (kdc_ros.demo).
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_LOCALHOST_ONLY"] = "1"
-os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
+_DOMAINS = [str(d) for d in range(1, 101) if str(d) != os.environ.get("ROS_DOMAIN_ID")]
+os.environ["ROS_DOMAIN_ID"] = random.Random(os.getpid()).choice(_DOMAINS)
 
 # One intra-op thread: node tests run an inference thread beside the executor and DDS threads, and on
 # a 2-core machine two torch threads per op starve them (seen: 10-50x slower steps under load).
@@ -14,10 +21,15 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
+@pytest.fixture
+def namespace(request) -> str:
+    """A ROS namespace only this test uses (/t_<test name>): its topics never meet another test's,
+    whatever a previous test left running."""
+    return "/t_" + re.sub(r"\W+", "_", request.node.name).strip("_")[:80]
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `gpu` run wherever CUDA is present and are skipped, with the reason, elsewhere."""
-    import pytest
-
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs CUDA: torch.cuda.is_available() is False on this machine")

@@ -5,6 +5,9 @@ import time
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def spin_until(executor: SingleThreadedExecutor, condition, timeout: float = 10.0) -> bool:

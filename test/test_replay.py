@@ -147,9 +147,17 @@ def test_live_replay_through_the_node(footage):
     assert set(report["tracking"]) == {"tracks", "mean_track_length", "max_track_length", "id_switches",
                                        "id_kept_fraction"} and report["tracking"]["tracks"] >= 2
     assert_matches_model(pose_segs, input_frames(raw_bag), SceneDependentPredictor())
-    assert report["latency_ms"]["end_to_end"]["p50"] > 0 and report["input_rate_hz"] == pytest.approx(5, rel=0.5)
+    # The player never runs ahead of the recorded 5 Hz (how far behind it falls depends on the machine).
+    assert report["latency_ms"]["end_to_end"]["p50"] > 0 and 0 < report["input_rate_hz"] <= 5.0 + 1e-6
     assert len(recorded(root / "live", OVERLAY_TOPIC)) >= 1
     assert (root / "live" / "overlay.mp4").stat().st_size > 0
+
+
+@pytest.mark.long  # within 50% of the recorded rate: a loaded machine may fall further behind
+def test_live_replay_keeps_about_the_recorded_rate(footage):
+    root, raw_bag, _ = footage
+    report = replay_live(raw_bag, TOPIC, root / "live_rate", SceneDependentPredictor(), overlay=False, progress=False)
+    assert report["input_rate_hz"] == pytest.approx(5, rel=0.5)
 
 
 def test_live_replay_of_compressed_images_with_the_real_model(footage, small_model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from kdc_model.heads import HEAD_CHANNELS, WEIGHT_CHANNELS, cell_centres
@@ -77,6 +78,7 @@ def test_no_people_and_overlapping_cells():
     assert t["embed_weight"][:, cell_people > 1].sum() == 0      # mixed cells: no embedding loss
 
 
+@pytest.mark.long  # a time limit: how fast depends on the machine and its load
 def test_fast_enough_for_a_data_loader():
     scene = make_scene(np.random.default_rng(1), 321, 321, 10)
     encode_targets(scene.keypoints, scene.masks, scene.ignore, image_size=(321, 321), stride=8, radius=25.6)
