@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from .skeleton import NUM_DIRECTED_EDGES, NUM_KEYPOINTS
+from .skeleton import DIRECTED_EDGES, FLIP_INDEX, NUM_DIRECTED_EDGES, NUM_KEYPOINTS
 
 HEAD_CHANNELS: dict[str, int] = {
     "heatmap": NUM_KEYPOINTS,
@@ -54,3 +54,27 @@ def cell_centres(h: int, w: int, stride: int, device=None, dtype=torch.float32) 
     xs = torch.arange(w, device=device, dtype=dtype) * stride + off
     ys = torch.arange(h, device=device, dtype=dtype) * stride + off
     return xs, ys
+
+
+def _vector_channels(order) -> list[int]:
+    return [c for i in order for c in (2 * i, 2 * i + 1)]
+
+
+# Channel order of each map for the mirrored image: left and right keypoints (and the edges between
+# them) trade places; vector maps also negate x.
+_MIRRORED_EDGES = [DIRECTED_EDGES.index((FLIP_INDEX[a], FLIP_INDEX[b])) for a, b in DIRECTED_EDGES]
+_MIRROR_ORDER = {"heatmap": list(FLIP_INDEX), "short": _vector_channels(FLIP_INDEX),
+                 "mid": _vector_channels(_MIRRORED_EDGES), "seg": [0], "embed": _vector_channels(FLIP_INDEX)}
+
+
+def unmirror(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Network outputs [B, C, h, w] of horizontally mirrored inputs -> the maps of the inputs
+    themselves: mirrored back, left/right channels swapped, x components negated."""
+    maps = {}
+    for key, value in outputs.items():
+        value = torch.flip(value, dims=[-1])[:, _MIRROR_ORDER[key]]
+        if key not in LOGIT_HEADS:
+            value = value.clone()
+            value[:, 0::2] = -value[:, 0::2]
+        maps[key] = value
+    return maps

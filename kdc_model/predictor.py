@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .backends import AUTO, resolve_backend
 from .config import DecoderConfig, ModelConfig
-from .heads import activate
+from .heads import activate, unmirror
 from .named_weights import NamedWeights, build_network, letterbox_side, weights_file
 from .network import IMAGENET_MEAN, IMAGENET_STD, KDCNet
 from .result import PoseSegResult
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def load_model(weights: str | Path | NamedWeights | ModelConfig = "default", device: str | torch.device = "auto",
                half: bool = False, decoder: DecoderConfig | None = None, strict_device: bool = False,
-               backend: str = "torch", input_size: int | None = None) -> "Predictor":
+               backend: str = "torch", input_size: int | None = None, flip_test: bool = False) -> "Predictor":
     """A ready Predictor from named weights ("default": the packaged ones), a checkpoint path, or a
     ModelConfig (random init: for tests and benchmarks); kdc_model.named_weights builds the network.
     `decoder` overrides the checkpoint's decoder settings.
@@ -53,6 +53,10 @@ def load_model(weights: str | Path | NamedWeights | ModelConfig = "default", dev
     kdc_model.named_weights.letterbox_side). The network is fully convolutional and learnt people of
     a given size in pixels, so a larger side finds smaller (more distant) people, at a cost growing
     with its square; the network itself is the same at every side.
+
+    flip_test: also run the mirrored image and average the two sets of maps (test-time flip), for
+    offline work where accuracy counts more than time: twice the network time, markedly better
+    keypoints (docs/training.md).
     """
     network = build_network(weights)
     side = letterbox_side(network.config, input_size)
@@ -60,7 +64,7 @@ def load_model(weights: str | Path | NamedWeights | ModelConfig = "default", dev
     if backend != "torch" and not isinstance(weights, ModelConfig):
         onnx_cache = onnx_cache_path(weights_file(weights), side)
     return Predictor(network, device=resolve_device(device, strict_device), half=half, decoder=decoder,
-                     backend=backend, onnx=onnx_cache, input_size=input_size)
+                     backend=backend, onnx=onnx_cache, input_size=input_size, flip_test=flip_test)
 
 
 def resolve_device(device: str | torch.device, strict: bool = False) -> torch.device:
@@ -113,8 +117,9 @@ class Predictor:
 
     def __init__(self, model: KDCNet, device: str | torch.device = "cpu", half: bool = False,
                  decoder: DecoderConfig | None = None, backend: str = "torch", onnx: str | Path | None = None,
-                 input_size: int | None = None) -> None:
+                 input_size: int | None = None, flip_test: bool = False) -> None:
         self.config: ModelConfig = model.config
+        self.flip_test = flip_test
         self.decoder = decoder or self.config.decoder
         self.device = torch.device(device)
         if half and self.device.type != "cuda":
@@ -163,7 +168,7 @@ class Predictor:
             start = time.perf_counter()
             batch, letterboxes = self.preprocess([images[i] for i in indices])
             preprocessed = self._clock()
-            maps = {k: v.float() for k, v in activate(self.runner(batch)).items()}
+            maps = {k: v.float() for k, v in activate(self._network(batch)).items()}
             inferred = self._clock()
             input_shape = tuple(batch.shape[-2:])
             for j, (i, box) in enumerate(zip(indices, letterboxes)):
@@ -176,6 +181,15 @@ class Predictor:
                 timing[key] += ms * 1e3
         self.last_timing = timing
         return results
+
+    def _network(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The network's raw outputs; with flip_test, averaged with those of the mirrored batch (the
+        letterbox is mirrored whole, so its maps align with the unmirrored ones once mirrored back)."""
+        outputs = self.runner(batch)
+        if not self.flip_test:
+            return outputs
+        mirrored = unmirror(self.runner(torch.flip(batch, dims=[-1])))
+        return {k: (v + mirrored[k]) / 2 for k, v in outputs.items()}
 
     def input_shape(self, images: list[np.ndarray]) -> tuple[int, int]:
         """(H, W) of the network input for these images: each image's longer side becomes input_side,
