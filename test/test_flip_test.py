@@ -43,3 +43,14 @@ def test_a_flip_test_predictor_runs_the_network_on_both_images():
     assert len(seen) == 2 and torch.equal(seen[1], torch.flip(seen[0], dims=[-1]))
     assert result.label_map.shape == image.shape[:2]
     assert len(plain(image).keypoints.shape) == 3
+
+
+def test_kdc_replay_takes_flip_test_offline_only(tmp_path, capsys):
+    import pytest
+
+    from kdc_ros.replay.cli import main as kdc_replay
+
+    with pytest.raises(SystemExit) as exit_info:
+        kdc_replay([str(tmp_path / "bag"), "--topic", "/camera/image_raw", "--out", str(tmp_path / "out"), "--live",
+                    "--flip-test"])
+    assert exit_info.value.code == 2 and "--flip-test is for offline replay" in capsys.readouterr().err
