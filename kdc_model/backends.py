@@ -72,11 +72,13 @@ def resolve_backend(name: str, device_type: str, half: bool = False) -> tuple[st
     return check_backend(name), "requested"
 
 
-def default_threads() -> int:
+def default_threads(cpu_count: int | None = None) -> int:
     """Inference threads (PyTorch intra-op; ONNX Runtime's follow them) when none are asked for: one
     less than the CPU cores, at least 1 and at most 8 (Ultralytics' rule). The core left over runs the
     ROS executor, DDS and whatever else shares the machine: inference threads that wait for a core
     taken by another busy process stall each other. Measured on a 2-core CPU beside a training run
     (input 640): PyTorch on 2 threads 286 ms a frame, 2.7 s with one more 2-thread process busy; on 1
-    thread 100-130 ms. ONNX Runtime: 2 threads 139-153 ms, 1 thread 58 ms."""
-    return min(8, max(1, (os.cpu_count() or 1) - 1))
+    thread 100-130 ms. ONNX Runtime: 2 threads 139-153 ms, 1 thread 58 ms. cpu_count: the cores
+    (default: os.cpu_count(), which may not know: 1 thread then)."""
+    cores = os.cpu_count() if cpu_count is None else cpu_count
+    return min(8, max(1, (cores or 1) - 1))

@@ -78,6 +78,18 @@ class DepthInput:
         self._info_size: tuple[int, int] = (0, 0)
         self._info_problem = f"no CameraInfo received on {camera_info_topic}"
 
+    @property
+    def intrinsics(self) -> PinholeCamera | None:
+        """The intrinsics of the newest usable CameraInfo, None until one came."""
+        with self._lock:
+            return self._camera
+
+    @property
+    def info_problem(self) -> str | None:
+        """Why there are no intrinsics (no CameraInfo yet, or a bad K), None when there are."""
+        with self._lock:
+            return self._info_problem
+
     def on_depth(self, msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
         """Keep a depth frame for matching; the reason when it is refused instead (a wrong encoding,
         size or data length is found now, before its bytes are held)."""

@@ -17,6 +17,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
+from typing import Callable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
@@ -34,12 +35,10 @@ from . import params
 from .depth_input import DepthInput
 from .diagnostics import FrameStats, one_line
 from .faults import is_out_of_memory, release_cached_memory
-from .image_io import ImageError, compressed_to_rgb, image_to_rgb, rgb_to_image
+from .frame_outputs import CameraMemory, frame_outputs
+from .image_io import ImageError, compressed_to_rgb, image_to_rgb
 from .latest_frame import LatestFrames
-from .messages import filter_result, pose_seg_from_result
-from .tracking import PersonTracker
-from .visualization import (detections_from_result, draw_overlay, import_vision_msgs, markers_3d_from_result,
-                            markers_from_result)
+from .visualization import import_vision_msgs
 
 # Outputs are reliable (they match reliable and best-effort subscribers alike), keep-last 5.
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
@@ -62,10 +61,8 @@ class Camera:
     input_topic: str
     publishers: dict = field(default_factory=dict)
     stats: FrameStats = field(default_factory=FrameStats)
-    marker_ids: set = field(default_factory=set)  # ids drawn last frame, to DELETE those that left
-    tracker: PersonTracker = field(default_factory=PersonTracker)
+    memory: CameraMemory = field(default_factory=CameraMemory)  # tracks and markers across frames
     depth: DepthInput | None = None          # aligned depth of this camera, when configured
-    marker_3d_ids: set = field(default_factory=set)
 
     def output(self, topic: str) -> str:
         return f"~/{self.name}/{topic}" if self.name else f"~/{topic}"
@@ -73,12 +70,15 @@ class Camera:
 
 class KdcNode(Node):
     """The kdc node. `predictor` (callable RGB uint8 -> PoseSegResult) is built from the model/device/half
-    parameters when not given; tests and embedding applications pass their own."""
+    parameters when not given; tests and embedding applications pass their own. `on_frame(camera name,
+    stage milliseconds)` is called after each frame is published (benchmarks read the node's clock)."""
 
-    def __init__(self, predictor=None, *, defaults: dict | None = None, **node_kwargs) -> None:
+    def __init__(self, predictor=None, *, defaults: dict | None = None,
+                 on_frame: Callable[[str, dict], None] | None = None, **node_kwargs) -> None:
         super().__init__(params.NODE_NAME, **node_kwargs)
         self.frames = LatestFrames()  # before anything can fail: destroy_node() closes it
         self._worker = None
+        self.on_frame = on_frame
         self.settings = params.declare_parameters(self, defaults)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.predictor = predictor if predictor is not None else self._load_predictor()
@@ -197,7 +197,7 @@ class KdcNode(Node):
                 self.frames.clear()
             if change.name == "tracking":
                 for camera in self.cameras:
-                    camera.tracker.reset()
+                    camera.memory.tracker.reset()
         return SetParametersResult(successful=True)
 
     def _publish_diagnostics(self) -> None:
@@ -221,13 +221,15 @@ class KdcNode(Node):
             except Exception as err:
                 if not self.context.ok():
                     return  # shutting down (e.g. Ctrl-C mid-frame): the publishers are gone
-                # A bug must cost one frame, not the worker: report it and keep serving.
-                cameras[name].stats.count_failed(f"{type(err).__name__}: {_first_line(err)}")
-                self.get_logger().error(f"{name or 'camera'}: frame failed: {type(err).__name__}: "
+                # A bug (not a bad frame, not the model: _process handles those) must cost one frame,
+                # not the worker: count it as failed, say it is a bug, and keep serving.
+                cameras[name].stats.count_failed(f"bug: {type(err).__name__}: {_first_line(err)}")
+                self.get_logger().error(f"{name or 'camera'}: frame failed (a bug): {type(err).__name__}: "
                                         f"{_first_line(err)}", throttle_duration_sec=WARN_THROTTLE_S)
 
     def _process(self, camera: Camera, msg, arrived: float) -> None:
-        """One frame through conversion, model, messages and publishers; never raises."""
+        """One frame through conversion, model, messages and publishers. A frame that cannot be converted
+        and a model error are counted here (rejected, failed/oom); anything it raises is a bug."""
         stage_ms = {}
         clock = time.perf_counter()
 
@@ -263,38 +265,18 @@ class KdcNode(Node):
             if stage in ("preprocess", "network", "decode"):
                 stage_ms[stage] = ms
 
-        result = filter_result(result, self.settings["min_person_score"], self.settings["keypoint_threshold"])
-        ids = None
-        if self.settings["tracking"]:
-            # Capture time drives the motion model; unstamped streams fall back to arrival time.
-            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 or arrived
-            ids = camera.tracker.update(result, stamp)
-        lap("tracking")
-        header = msg.header
-        lifted = self._lift(camera, result, header)
-        lap("depth")
-        points, valid = (lifted.points, lifted.valid) if lifted is not None else (None, None)
-        outgoing = {"pose_seg": pose_seg_from_result(result, header, self.settings["publish_mask"], ids,
-                                                     points, valid)}
-        if self._wanted(camera, "overlay"):
-            overlay = draw_overlay(rgb, result, self.settings["overlay_mask_alpha"], ids)
-            outgoing["overlay"] = rgb_to_image(overlay, header)
-        if self._wanted(camera, "markers"):
-            outgoing["markers"], camera.marker_ids = markers_from_result(result, header, camera.marker_ids, ids)
-        if lifted is not None and lifted.problem is None and self._wanted(camera, "markers_3d"):
-            # Unmatched frames leave the last 3D skeletons up rather than blink them away.
-            outgoing["markers_3d"], camera.marker_3d_ids = markers_3d_from_result(
-                result, Header(stamp=header.stamp, frame_id=lifted.frame_id), points, valid,
-                camera.marker_3d_ids, ids)
-        if self._wanted(camera, "detections"):
-            outgoing["detections"] = detections_from_result(result, header, self.vision_msgs, ids)
-        lap("messages")
-        for topic, message in outgoing.items():
+        outputs = frame_outputs(rgb, result, msg.header, self.settings, camera.memory,
+                                wanted=lambda name: self._wanted(camera, name), arrived=arrived,
+                                lift=lambda result, header: self._lift(camera, result, header),
+                                vision_msgs=self.vision_msgs, lap=lap)
+        for topic, message in outputs.messages.items():
             camera.publishers[topic].publish(message)
         lap("publish")
         del stage_ms["model"]  # reported as its preprocess/network/decode parts
         stage_ms["total"] = (time.monotonic() - arrived) * 1e3  # arrival -> published, waiting included
         camera.stats.record(stage_ms)
+        if self.on_frame is not None:
+            self.on_frame(camera.name, stage_ms)
 
     def _lift(self, camera: Camera, result, header):
         """3D keypoints from the camera's aligned depth (None without depth); misses are counted."""

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 from builtin_interfaces.msg import Time
+from kdc_msgs.msg import PoseSeg
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -28,7 +29,8 @@ from image_samples import encode
 from kdc_model import DEFAULT_WEIGHTS, DecoderConfig, ModelConfig, load_model
 from kdc_model.synthetic import make_scene
 from kdc_ros.replay.pose_seg_result import result_from_pose_seg
-from live_node import LiveNode, rss_mb, stamp_key
+from node_helpers import camera_publisher, listen, settled, stamp_key, start_node
+from process_memory import rss_mb
 from slow_predictor import SlowPredictor
 
 
@@ -59,23 +61,26 @@ def slow_small_model():
     return SlowPredictor(small, seconds=0.1), "small random-init model held to 100 ms a frame"
 
 
-def overload(seconds: float, model, rate_hz: float = 60.0, height: int = 720, width: int = 1280) -> dict:
+def overload(seconds: float, model, namespace: str, rate_hz: float = 60.0, height: int = 720, width: int = 1280) -> dict:
     predictor, name = model
     rng = np.random.default_rng(0)
     frames = [encode(make_scene(rng, height, width, 2, min_height=300, max_height=600).image, "rgb8")
               for _ in range(4)]
-    with LiveNode(predictor, Image, reliability="best_effort", pose_seg_limit=5) as live:
-        stats = live.stats
-        records = []  # per published frame: the node's own stage milliseconds
-        record = stats.record
-        stats.record = lambda stage_ms: (records.append(dict(stage_ms)), record(stage_ms))
+    records = []  # per published frame: the node's own stage milliseconds
+    arrivals = []  # (monotonic arrival, stamp) of every output
+    with start_node(predictor, namespace, reliability="best_effort", diagnostics_period=0.5,
+                    on_frame=lambda camera, stage_ms: records.append(dict(stage_ms))) as live:
+        stats = live.node.cameras[0].stats
+        frames_in = camera_publisher(live, Image)
+        pose_segs = listen(live, "pose_seg", PoseSeg, keep=5,
+                           on_message=lambda msg, arrived: arrivals.append((arrived, stamp_key(msg.header))))
         sent_at = {}
         # Warm-up: a few frames answered one by one, so the first model calls do not count.
         for index in range(3):
             frame = frames[index % len(frames)]
             frame.header = Header(stamp=Time(sec=0, nanosec=index), frame_id="warmup")
-            live.publisher.publish(frame)
-            live.wait_for_output((0, index), timeout=60.0)
+            frames_in.publish(frame)
+            pose_segs.stamped(0, index, timeout=60.0)
         records.clear()
         base = stats.received, stats.processed, stats.dropped
         rss_start = rss_mb()
@@ -86,19 +91,19 @@ def overload(seconds: float, model, rate_hz: float = 60.0, height: int = 720, wi
             frame = frames[published % len(frames)]
             frame.header = Header(stamp=Time(sec=1 + published, nanosec=0), frame_id="cam")
             sent_at[(1 + published, 0)] = time.monotonic()
-            live.publisher.publish(frame)
+            frames_in.publish(frame)
             published += 1
             max_pending = max(max_pending, live.node.frames.pending())
             if published % int(rate_hz) == 0:
                 rss_samples.append(rss_mb())
             time.sleep(max(0.0, start + published * period - time.monotonic()))
         elapsed = time.monotonic() - start
-        live.wait_for(lambda: live.settled(), 30.0, "frames left without an outcome")
+        live.wait_for(lambda: settled(live), 30.0, "frames left without an outcome")
         time.sleep(0.5)  # the last outputs reach the client
         rss_end = rss_mb()
         received, processed, dropped = (stats.received - base[0], stats.processed - base[1],
                                          stats.dropped - base[2])
-        end_to_end = [(t - sent_at[key]) * 1e3 for t, key in live.arrivals if key in sent_at]
+        end_to_end = [(t - sent_at[key]) * 1e3 for t, key in arrivals if key in sent_at]
         failed, rejected = stats.failed, stats.rejected
     totals = [r["total"] for r in records]
     model_ms = [r.get("preprocess", 0) + r.get("network", 0) + r.get("decode", 0) for r in records]
@@ -125,18 +130,18 @@ def check_overload(report: dict) -> None:
     assert report["rss_end"] - report["rss_start"] < 150, report
 
 
-def test_overload_short(one_thread):
-    check_overload(overload(float(os.environ.get("KDC_OVERLOAD_SHORT_SECONDS", "10")), slow_small_model()))
+def test_overload_short(one_thread, namespace):
+    check_overload(overload(float(os.environ.get("KDC_OVERLOAD_SHORT_SECONDS", "10")), slow_small_model(), namespace))
 
 
 @pytest.mark.long
 @pytest.mark.timeout(1800)
-def test_overload_long(one_thread):
-    check_overload(overload(float(os.environ.get("KDC_OVERLOAD_SECONDS", "120")), real_model_at_640()))
+def test_overload_long(one_thread, namespace):
+    check_overload(overload(float(os.environ.get("KDC_OVERLOAD_SECONDS", "120")), real_model_at_640(), namespace))
 
 
 # --- soak ------------------------------------------------------------------------------------------
-def soak(frames_total: int, warmup: int, height: int = 120, width: int = 160) -> dict:
+def soak(frames_total: int, warmup: int, namespace: str, height: int = 120, width: int = 160) -> dict:
     torch.manual_seed(0)
     # Random weights score near zero: a zero peak threshold and no score cut make the decoder return
     # people (their keypoints follow the image), so "same output" compares more than empty messages.
@@ -146,8 +151,11 @@ def soak(frames_total: int, warmup: int, height: int = 120, width: int = 160) ->
     scenes = [make_scene(rng, height, width, 1 + i % 2, min_height=50, max_height=110).image for i in range(16)]
     frames = [encode(rgb, "rgb8") for rgb in scenes]
     first, last = {}, {}
-    with LiveNode(predictor, Image, min_person_score=0.0, keypoint_threshold=0.0, pose_seg_limit=20) as live:
-        stats = live.stats
+    with start_node(predictor, namespace, reliability="reliable", min_person_score=0.0,
+                    keypoint_threshold=0.0) as live:
+        stats = live.node.cameras[0].stats
+        frames_in = camera_publisher(live, Image)
+        pose_segs = listen(live, "pose_seg", PoseSeg, keep=20)
         rss_samples = []
         start = time.monotonic()
         for index in range(frames_total):
@@ -155,8 +163,8 @@ def soak(frames_total: int, warmup: int, height: int = 120, width: int = 160) ->
                 rss_warm, warm_time = rss_mb(), time.monotonic()
             frame = frames[index % len(frames)]
             frame.header = Header(stamp=Time(sec=index, nanosec=0), frame_id="cam")
-            live.publisher.publish(frame)
-            output = live.wait_for_output((index, 0), timeout=30.0)
+            frames_in.publish(frame)
+            _, output = pose_segs.stamped(index, 0, timeout=30.0)
             assert live.node.frames.pending() == 0
             if index < len(frames):
                 first[index] = result_from_pose_seg(output)
@@ -190,13 +198,13 @@ def check_soak(report: dict, max_growth_mb: float) -> None:
     assert report["rss_growth"] < max_growth_mb, report["rss_samples"]
 
 
-def test_soak_short(one_thread):
+def test_soak_short(one_thread, namespace):
     frames = int(os.environ.get("KDC_SOAK_SHORT_FRAMES", "300"))
-    check_soak(soak(frames, warmup=frames // 3), max_growth_mb=50)
+    check_soak(soak(frames, warmup=frames // 3, namespace=namespace), max_growth_mb=50)
 
 
 @pytest.mark.long
 @pytest.mark.timeout(1800)
-def test_soak_long(one_thread):
+def test_soak_long(one_thread, namespace):
     frames = int(os.environ.get("KDC_SOAK_FRAMES", "10000"))
-    check_soak(soak(frames, warmup=min(1000, frames // 5)), max_growth_mb=50)
+    check_soak(soak(frames, warmup=min(1000, frames // 5), namespace=namespace), max_growth_mb=50)

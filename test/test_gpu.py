@@ -18,7 +18,7 @@ from image_samples import encode
 from kdc_model import backends, load_model
 from kdc_model.heads import activate
 from kdc_model.synthetic import make_scene
-from live_node import LiveNode
+from node_helpers import camera_publisher, listen, start_node
 
 pytestmark = pytest.mark.gpu
 
@@ -81,23 +81,27 @@ def _fill_gpu(device: torch.device) -> list[torch.Tensor]:
     return hog
 
 
-def test_real_out_of_memory_costs_one_frame_and_the_node_recovers():
+def test_real_out_of_memory_costs_one_frame_and_the_node_recovers(namespace):
+    from kdc_msgs.msg import PoseSeg
+
     predictor = load_model("default", device="cuda", backend="torch", input_size=640)
     image = _people_image(seed=2)
     predictor(image)  # warm: cuDNN picks its kernels while there is memory
-    with LiveNode(predictor, Image) as live:
-        stats = live.stats
+    with start_node(predictor, namespace, reliability="reliable") as live:
+        stats = live.node.cameras[0].stats
+        frames_in = camera_publisher(live, Image)
+        pose_segs = listen(live, "pose_seg", PoseSeg)
         hog = _fill_gpu(predictor.device)
         try:
             with pytest.raises(torch.OutOfMemoryError):  # the GPU really is full
                 torch.empty(1 << 24, dtype=torch.uint8, device=predictor.device)
-            live.publisher.publish(encode(image, "rgb8", header=Header(stamp=Time(sec=1))))
+            frames_in.publish(encode(image, "rgb8", header=Header(stamp=Time(sec=1))))
             live.wait_for(lambda: stats.oom == 1, 30.0, "the out-of-memory frame was not counted")
         finally:
             del hog
             torch.cuda.empty_cache()
-        live.publisher.publish(encode(image, "rgb8", header=Header(stamp=Time(sec=2))))
-        assert live.wait_for_output((2, 0)).width == image.shape[1]
+        frames_in.publish(encode(image, "rgb8", header=Header(stamp=Time(sec=2))))
+        assert pose_segs.stamped(2, 0)[1].width == image.shape[1]
         assert stats.oom == stats.failed == 1 and stats.processed == 1
         assert "out of memory" in stats.last_problem.lower()
-    assert not any(m.header.stamp.sec == 1 for _, m in live.pose_segs), "the failed frame was published"
+    assert not any(m.header.stamp.sec == 1 for m in pose_segs), "the failed frame was published"

@@ -2,11 +2,10 @@
 import numpy as np
 from builtin_interfaces.msg import Time
 from kdc_msgs.msg import Keypoint, Keypoint3D, Person, PoseSeg
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from ros_helpers import RosContext
+from kdc_ros.harness import NodeHarness
 
 
 def make_pose_seg() -> PoseSeg:
@@ -36,16 +35,14 @@ def keypoint_fields(person: Person):
     return [(k.x, k.y, k.confidence) for k in person.keypoints]
 
 
-def test_pose_seg_round_trip_keeps_every_field():
+def test_pose_seg_round_trip_keeps_every_field(namespace):
     sent = make_pose_seg()
-    received = []
-    with RosContext() as ros:
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        pub = ros.node("kdc_test_pub").create_publisher(PoseSeg, "pose_seg", qos)
-        ros.node("kdc_test_sub").create_subscription(PoseSeg, "pose_seg", received.append, qos)
-        assert ros.spin_until(lambda: pub.get_subscription_count() > 0), "subscriber never matched"
-        pub.publish(sent)
-        assert ros.spin_until(lambda: received), "PoseSeg never arrived"
+    with NodeHarness(namespace=namespace, running=True) as ros:  # no kdc node: messages only
+        publisher = ros.publisher("pose_seg", PoseSeg)
+        received = ros.record("pose_seg", PoseSeg)
+        ros.connected([publisher], ["pose_seg"])
+        publisher.publish(sent)
+        ros.wait_for(lambda: received, what="the PoseSeg")
     got = received[0]
     assert got.header == sent.header
     assert (got.height, got.width) == (sent.height, sent.width)

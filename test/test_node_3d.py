@@ -21,14 +21,12 @@ from kdc_model import PoseSegResult
 from kdc_model.synthetic import random_pose
 from kdc_ros import params
 from kdc_ros.messages import pose_seg_from_result
-from kdc_ros.node import KdcNode
 from kdc_ros.visualization import markers_3d_from_result
-from ros_helpers import RosContext
-from test_node import NodeHarness
+from node_helpers import camera_publisher, listen, start_node
 from scripted_people import result_from_poses
 
 HEIGHT, WIDTH, FPS = 240, 480, 10.0
-DEPTH_TOPIC, INFO_TOPIC = "/camera/aligned_depth_to_color/image_raw", "/camera/aligned_depth_to_color/camera_info"
+DEPTH_TOPIC, INFO_TOPIC = "camera/aligned_depth_to_color/image_raw", "camera/aligned_depth_to_color/camera_info"
 FX, FY, CX, CY = 200.0, 190.0, 79.5, 59.5
 DEPTH_HEIGHT, DEPTH_WIDTH = 120, 160
 
@@ -74,12 +72,11 @@ def crossing_script(steps: int = 36):
     return names, results
 
 
-def test_ids_survive_crossing_and_short_occlusion_through_the_node():
+def test_ids_survive_crossing_and_short_occlusion_through_the_node(namespace):
     names, results = crossing_script()
-    with RosContext() as ros:
-        harness = NodeHarness(ros, ScriptedPredictor(results))
-        pose_segs = harness.listen("pose_seg", PoseSeg)
-        camera = harness.publisher("/camera/image_raw", Image)
+    with start_node(ScriptedPredictor(results), namespace) as harness:
+        pose_segs = listen(harness, "pose_seg", PoseSeg)
+        camera = camera_publisher(harness, Image)
         for index in range(len(results)):
             rgb = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
             rgb[0, 0, 0] = index
@@ -121,28 +118,33 @@ def camera_info(header: Header) -> CameraInfo:
                       k=[FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0])
 
 
-class DepthHarness(NodeHarness):
-    """The node with depth_topic/camera_info_topic set, plus publishers of both."""
+class DepthCamera:
+    """Publishers of a camera with aligned depth into a node started with depth_topic/camera_info_topic."""
 
-    def __init__(self, ros, predictor, **parameters):
-        super().__init__(ros, predictor, depth_topic=DEPTH_TOPIC, camera_info_topic=INFO_TOPIC, **parameters)
-        self.depth = self.node.cameras[0].depth
-        self.depth_publisher = self.publisher(DEPTH_TOPIC, Image)
-        self.info_publisher = self.publisher(INFO_TOPIC, CameraInfo)
-        self.camera = self.publisher("/camera/image_raw", Image)
+    def __init__(self, harness):
+        self.harness = harness
+        self.depth = harness.node.cameras[0].depth
+        self.depth_publisher = camera_publisher(harness, Image, DEPTH_TOPIC)
+        self.info_publisher = camera_publisher(harness, CameraInfo, INFO_TOPIC)
+        self.camera = camera_publisher(harness, Image)
 
     def send_depth(self, depth: Image) -> None:
         key = (depth.header.stamp.sec, depth.header.stamp.nanosec)
         stamp = key[0] * 1_000_000_000 + key[1]
-        assert self.send_until(self.depth_publisher, depth, lambda: self.depth.frames.match(stamp, 0) is not None)
+        assert self.harness.send_until(self.depth_publisher, depth,
+                                       lambda: self.depth.frames.match(stamp, 0) is not None)
 
     def send_info(self, info: CameraInfo) -> None:
-        assert self.send_until(self.info_publisher, info, lambda: self.depth._camera is not None)
+        assert self.harness.send_until(self.info_publisher, info, lambda: self.depth.intrinsics is not None)
 
-    def frame(self, header: Header, outputs: list) -> PoseSeg:
+    def frame(self, header: Header, outputs) -> PoseSeg:
         image = encode(np.zeros((DEPTH_HEIGHT, DEPTH_WIDTH, 3), np.uint8), "rgb8", header=header)
-        assert self.send_until(self.camera, image, lambda: any(m.header == header for m in outputs))
+        assert self.harness.send_until(self.camera, image, lambda: any(m.header == header for m in outputs))
         return next(m for m in outputs if m.header == header)
+
+
+def start_with_depth(predictor, namespace: str, **parameters):
+    return start_node(predictor, namespace, depth_topic=DEPTH_TOPIC, camera_info_topic=INFO_TOPIC, **parameters)
 
 
 def truth(u: float, v: float, a: float, b: float, c: float) -> np.ndarray:
@@ -151,22 +153,22 @@ def truth(u: float, v: float, a: float, b: float, c: float) -> np.ndarray:
     return np.array([rx * z, ry * z, z])
 
 
-def test_depth_of_a_known_plane_gives_keypoints_3d_within_a_centimetre():
+def test_depth_of_a_known_plane_gives_keypoints_3d_within_a_centimetre(namespace):
     plane = (0.15, -0.1, 2.0)
-    with RosContext() as ros:
-        harness = DepthHarness(ros, FixedPredictor(), depth_wait=0.0)
-        pose_segs = harness.listen("pose_seg", PoseSeg)
-        markers = harness.listen("markers_3d", MarkerArray)
-        harness.send_info(camera_info(header_at(1.0, "camera_color_optical_frame")))
+    with start_with_depth(FixedPredictor(), namespace, depth_wait=0.0) as harness:
+        pose_segs = listen(harness, "pose_seg", PoseSeg)
+        markers = listen(harness, "markers_3d", MarkerArray)
+        camera = DepthCamera(harness)
+        camera.send_info(camera_info(header_at(1.0, "camera_color_optical_frame")))
         results = []
         for index, encoding in enumerate(("32FC1", "16UC1")):
             colour = header_at(10.0 + index)
             # The depth frame is stamped 5 ms after the colour frame: nearest within the 20 ms tolerance.
             depth_header = header_at(10.005 + index, "camera_depth_aligned_frame")
-            harness.send_depth(depth_image(plane_depth(*plane), encoding, depth_header))
-            results.append((encoding, harness.frame(colour, pose_segs)))
-        assert ros.spin_until(lambda: len(markers) >= 2, 3.0)
-        assert ros.spin_until(lambda: harness.diagnostic_values().get("processed") == "2", 3.0)
+            camera.send_depth(depth_image(plane_depth(*plane), encoding, depth_header))
+            results.append((encoding, camera.frame(colour, pose_segs)))
+        harness.wait_for(lambda: len(markers) >= 2, 3.0)
+        harness.wait_for(lambda: harness.diagnostic_values().get("processed") == "2", 3.0)
         assert harness.diagnostic_values()["depth_unmatched"] == "0"
     for encoding, pose_seg in results:
         assert len(pose_seg.people) == 2
@@ -186,26 +188,26 @@ def test_depth_of_a_known_plane_gives_keypoints_3d_within_a_centimetre():
     assert len(joints.points) == 16 and all(1.5 < p.z < 2.5 for p in joints.points)
 
 
-def test_frames_without_usable_depth_stay_2d_invalid_zero_and_are_counted():
-    with RosContext() as ros:
-        harness = DepthHarness(ros, FixedPredictor(), depth_wait=0.0)
-        pose_segs = harness.listen("pose_seg", PoseSeg)
-        markers = harness.listen("markers_3d", MarkerArray)
+def test_frames_without_usable_depth_stay_2d_invalid_zero_and_are_counted(namespace):
+    with start_with_depth(FixedPredictor(), namespace, depth_wait=0.0) as harness:
+        pose_segs = listen(harness, "pose_seg", PoseSeg)
+        markers = listen(harness, "markers_3d", MarkerArray)
+        camera = DepthCamera(harness)
         stats = harness.node.cameras[0].stats
-        outputs = [harness.frame(header_at(20.0), pose_segs)]                  # no CameraInfo yet
+        outputs = [camera.frame(header_at(20.0), pose_segs)]                  # no CameraInfo yet
         assert "CameraInfo" in stats.last_depth_problem
-        harness.send_info(camera_info(header_at(1.0)))
-        harness.send_depth(depth_image(plane_depth(0, 0, 2.0), "32FC1", header_at(30.0)))
-        outputs.append(harness.frame(header_at(30.5), pose_segs))              # nearest depth 500 ms away
+        camera.send_info(camera_info(header_at(1.0)))
+        camera.send_depth(depth_image(plane_depth(0, 0, 2.0), "32FC1", header_at(30.0)))
+        outputs.append(camera.frame(header_at(30.5), pose_segs))              # nearest depth 500 ms away
         assert "no depth frame" in stats.last_depth_problem
-        harness.send_depth(depth_image(np.full((DEPTH_HEIGHT, DEPTH_WIDTH), np.nan), "32FC1", header_at(40.0)))
-        outputs.append(harness.frame(header_at(40.0), pose_segs))              # matched, but no readings
-        harness.send_depth(depth_image(np.ones((60, 80)), "32FC1", header_at(50.0)))
-        outputs.append(harness.frame(header_at(50.0), pose_segs))              # matched, wrong size
+        camera.send_depth(depth_image(np.full((DEPTH_HEIGHT, DEPTH_WIDTH), np.nan), "32FC1", header_at(40.0)))
+        outputs.append(camera.frame(header_at(40.0), pose_segs))              # matched, but no readings
+        camera.send_depth(depth_image(np.ones((60, 80)), "32FC1", header_at(50.0)))
+        outputs.append(camera.frame(header_at(50.0), pose_segs))              # matched, wrong size
         assert "80x60" in stats.last_depth_problem or "aligned" in stats.last_depth_problem
-        assert ros.spin_until(lambda: harness.diagnostic_values().get("depth_unmatched") == "3", 3.0)
+        harness.wait_for(lambda: harness.diagnostic_values().get("depth_unmatched") == "3", 3.0)
         # Only the matched NaN frame publishes 3D markers: nobody has a valid keypoint, nothing drawn.
-        assert ros.spin_until(lambda: len(markers) >= 1, 2.0)
+        harness.wait_for(lambda: len(markers) >= 1, 2.0)
     assert stats.depth_unmatched == 3 and stats.processed == 4 and stats.failed == 0
     for pose_seg in outputs:
         assert len(pose_seg.people) == 2, "2D output must not depend on depth"
@@ -243,26 +245,25 @@ def test_pose_seg_3d_fields_and_3d_markers_without_ros_io():
     assert drawn == set() and {(m.id, m.action) for m in array.markers} == {(7, Marker.DELETE)}
 
 
-def test_depth_per_camera_and_depth_parameters_are_checked():
-    with RosContext() as ros:
-        harness = NodeHarness(ros, FixedPredictor(), image_topics=["/front/image_raw", "/rear/image_raw"],
-                              depth_topics=["/front/depth/image_raw", ""],
-                              camera_info_topics=["/front/depth/camera_info", ""])
+def test_depth_per_camera_and_depth_parameters_are_checked(namespace):
+    with start_node(FixedPredictor(), namespace, image_topics=["front/image_raw", "rear/image_raw"],
+                    depth_topics=["front/depth/image_raw", ""],
+                    camera_info_topics=["front/depth/camera_info", ""]) as harness:
         node = harness.node
         assert [c.depth is not None for c in node.cameras] == [True, False]
         published = {p.topic_name for p in node.publishers}
-        assert "/kdc/front/markers_3d" in published and "/kdc/rear/markers_3d" not in published
+        assert harness.output("markers_3d", "front") in published
+        assert harness.output("markers_3d", "rear") not in published
         subscribed = {s.topic_name for s in node.subscriptions}
-        assert {"/front/depth/image_raw", "/front/depth/camera_info"} <= subscribed
+        assert {harness.topic("front/depth/image_raw"), harness.topic("front/depth/camera_info")} <= subscribed
         assert not node.set_parameters([Parameter("depth_tolerance", value=2.0)])[0].successful
         assert node.set_parameters([Parameter("depth_tolerance", value=0.05)])[0].successful
     bad = [{"depth_topic": "/d"},                                                   # info missing
            {"image_topics": ["/a/image", "/b/image"], "depth_topics": ["/a/depth"], "camera_info_topics": ["/a/info"]},
            {"depth_topic": "not a topic", "camera_info_topic": "/i"}]
     for overrides in bad:
-        with RosContext() as ros, pytest.raises(ValueError, match="depth_topic|not a valid topic"):
-            KdcNode(FixedPredictor(), context=ros.context,
-                    parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()]).destroy_node()
+        with pytest.raises(ValueError, match="depth_topic|not a valid topic"):
+            start_node(FixedPredictor(), namespace, **overrides)
     defaults = params.load_defaults()
     assert params.depth_sources(defaults) == [None]
     assert params.depth_sources({**defaults, "depth_topic": "/d", "camera_info_topic": "/i"}) == [("/d", "/i")]

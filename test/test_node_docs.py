@@ -10,11 +10,8 @@ from pathlib import Path
 import pytest
 
 from fixed_predictor import FixedPredictor
-from rclpy.parameter import Parameter
-
 from kdc_ros import params
-from kdc_ros.node import KdcNode
-from ros_helpers import RosContext
+from kdc_ros.harness import NodeHarness
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "README.md").read_text()
@@ -38,18 +35,16 @@ def untick(cell: str) -> str:
 
 @pytest.fixture(scope="module")
 def node():
-    with RosContext() as ros:
-        # Depth on, so the depth subscriptions and ~/markers_3d exist (documented with these names).
-        depth = [Parameter("depth_topic", value="/camera/aligned_depth_to_color/image_raw"),
-                 Parameter("camera_info_topic", value="/camera/aligned_depth_to_color/camera_info")]
-        node = KdcNode(FixedPredictor(), context=ros.context, parameter_overrides=depth)
-        ros.nodes.append(node)
-        yield node
+    # The documented names: no namespace. Depth on, so the depth subscriptions and ~/markers_3d exist.
+    depth = {"depth_topic": "/camera/aligned_depth_to_color/image_raw",
+             "camera_info_topic": "/camera/aligned_depth_to_color/camera_info"}
+    with NodeHarness(FixedPredictor(), parameters=depth) as harness:
+        yield harness.node
 
 
 def test_parameter_table_matches_declared_parameters(node):
     rows = {untick(r[0]): r for r in table_rows("Parameter")}
-    declared = set(node._parameters) - {"use_sim_time", "start_type_description_service"}  # rclpy's own
+    declared = set(node.get_parameters_by_prefix("")) - {"use_sim_time", "start_type_description_service"}
     assert set(rows) == declared == set(params.SPECS)
     defaults = params.load_defaults()
     for name, (_, _, default, allowed, dynamic, description) in rows.items():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from std_msgs.msg import Header
 from image_samples import encode, gradient_rgb
 from kdc_model import KDCNet, ModelConfig, save_checkpoint
 from kdc_ros import params
-from ros_helpers import RELIABLE, RosContext
+from kdc_ros.harness import NodeHarness
 
 STARTUP_S = 120.0  # importing torch and building the model, on a loaded 2-core machine
 
@@ -48,17 +47,13 @@ def test_kdc_node_process_answers_over_dds_and_exits_0_on_sigint(params_file, na
     node = subprocess.Popen([executable, "--ros-args", "--params-file", str(params_file), "-r", f"__ns:={robot}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        with RosContext() as ros:
-            client = ros.node("camera_driver")
-            answers: list[PoseSeg] = []
-            client.create_subscription(PoseSeg, f"{robot}/kdc/pose_seg", answers.append, RELIABLE)
-            camera = client.create_publisher(Image, f"{robot}/camera/image_raw", RELIABLE)
+        with NodeHarness(namespace=robot, running=True, driver_name="camera_driver") as driver:
+            answers = driver.record(driver.output("pose_seg"), PoseSeg)
+            camera = driver.publisher("camera/image_raw", Image)
             frame = encode(gradient_rgb(48, 64), "rgb8", header=Header(stamp=Time(sec=7, nanosec=5),
                                                                        frame_id="camera_optical"))
-            deadline = time.monotonic() + STARTUP_S
-            while not answers and node.poll() is None and time.monotonic() < deadline:
-                camera.publish(frame)  # again until answered: the node's input is best effort
-                ros.spin_until(lambda: bool(answers), timeout=0.5)
+            # Again until answered (the node's input is best effort), while the process lives.
+            driver.send_until(camera, frame, lambda: bool(answers) or node.poll() is not None, timeout=STARTUP_S)
             assert answers, f"no PoseSeg from the node process (exit status {node.poll()}): " + _output(node)
         answer = answers[0]
         assert answer.header == frame.header and (answer.height, answer.width) == (48, 64)

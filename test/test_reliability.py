@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rclpy.parameter import Parameter
+from kdc_msgs.msg import PoseSeg
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from builtin_interfaces.msg import Time
@@ -28,7 +28,7 @@ from builtin_interfaces.msg import Time
 from fixed_predictor import FixedPredictor
 from image_samples import compress, encode, gradient_rgb
 from kdc_ros.image_io import SUPPORTED_ENCODINGS, ImageError, compressed_to_rgb, image_to_rgb
-from live_node import LiveNode, stamp_key
+from node_helpers import camera_publisher, listen, log_lines, node_log, settled, stamp_key, start_node
 
 MAX_PIXELS = 1 << 20   # the fuzzed node's max_pixels: declared sizes above are refused before any work
 U32 = (1 << 32) - 1
@@ -178,14 +178,23 @@ def expected_outcome(msg) -> str:
     return "processed"  # any other exception fails the test here: the converter must only raise ImageError
 
 
-def fuzz_node(message_type, strategy, examples: int, derandomize: bool) -> dict:
+def live_node(predictor, namespace: str, message_type, **parameters):
+    """(harness, camera publisher, ~/pose_seg recording) of a node whose input is reliable: every
+    message sent is one the node receives."""
+    harness = start_node(predictor, namespace, reliability="reliable", diagnostics_period=0.5,
+                         compressed=message_type is CompressedImage, **parameters)
+    topic = "camera/image_raw/compressed" if message_type is CompressedImage else "camera/image_raw"
+    return harness, camera_publisher(harness, message_type, topic), listen(harness, "pose_seg", PoseSeg, keep=50)
+
+
+def fuzz_node(message_type, strategy, examples: int, derandomize: bool, namespace: str) -> dict:
     """Run `examples` Hypothesis examples (1-3 messages each, then a valid frame) through a live node."""
     compressed = message_type is CompressedImage
     valid_rgb = gradient_rgb(12, 16)
     counts = {"messages": 0, "rejected": 0, "processed": 0, "examples": 0}
-    with LiveNode(FixedPredictor(), message_type, compressed=compressed, max_pixels=MAX_PIXELS,
-                  pose_seg_limit=50) as live:
-        stats = live.stats
+    live, frames_in, pose_segs = live_node(FixedPredictor(), namespace, message_type, max_pixels=MAX_PIXELS)
+    with live:
+        stats = live.node.cameras[0].stats
         sent = 0
 
         @settings(max_examples=examples, deadline=None, database=None, derandomize=derandomize,
@@ -197,9 +206,9 @@ def fuzz_node(message_type, strategy, examples: int, derandomize: bool) -> dict:
             for msg in messages:
                 expected = expected_outcome(msg)
                 before = (stats.rejected, stats.processed)
-                live.publisher.publish(msg)
+                frames_in.publish(msg)
                 sent += 1
-                live.wait_for(lambda: stats.received == sent and live.settled(), 10.0,
+                live.wait_for(lambda: stats.received == sent and settled(live), 10.0,
                               f"no outcome for message {sent}")
                 outcome = "rejected" if stats.rejected > before[0] else "processed" if stats.processed > before[1] \
                     else "nothing"
@@ -210,14 +219,13 @@ def fuzz_node(message_type, strategy, examples: int, derandomize: bool) -> dict:
             header = Header(stamp=Time(sec=counts["examples"], nanosec=7), frame_id="fuzz")
             valid = compress(valid_rgb, "png", header=header) if compressed else encode(valid_rgb, "rgb8",
                                                                                         header=header)
-            live.publisher.publish(valid)
+            frames_in.publish(valid)
             sent += 1
-            reply = live.wait_for_output(stamp_key(header))
+            _, reply = pose_segs.stamped(*stamp_key(header))  # the worker lives on
             assert (reply.height, reply.width) == valid_rgb.shape[:2]
-            assert live.node._worker.is_alive()
 
         one_example()
-        live.wait_for(live.settled, 10.0, "frames left without an outcome")
+        live.wait_for(lambda: settled(live), 10.0, "frames left without an outcome")
         assert stats.failed == 0 and stats.dropped == 0, stats.last_problem
         assert stats.rejected == counts["rejected"]
         assert stats.processed == counts["processed"] + counts["examples"]
@@ -229,14 +237,14 @@ def fuzz_node(message_type, strategy, examples: int, derandomize: bool) -> dict:
     return counts
 
 
-def _run_fuzz(message_type, strategy, examples, derandomize, label):
+def _run_fuzz(message_type, strategy, examples, derandomize, label, namespace):
     import cv2
 
     start = time.monotonic()
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # thousands of "can't read header"
     try:
-        counts = fuzz_node(message_type, strategy, examples, derandomize)
+        counts = fuzz_node(message_type, strategy, examples, derandomize, namespace)
     finally:
         cv2.utils.logging.setLogLevel(level)
     seconds = time.monotonic() - start
@@ -248,8 +256,8 @@ def _run_fuzz(message_type, strategy, examples, derandomize, label):
 
 @pytest.mark.parametrize("message_type,strategy", [(Image, raw_messages), (CompressedImage, compressed_messages)],
                          ids=["raw", "compressed"])
-def test_fuzzed_frames_are_counted_and_the_node_keeps_answering(message_type, strategy):
-    counts = _run_fuzz(message_type, strategy, 70, True, f"{message_type.__name__} (default suite)")
+def test_fuzzed_frames_are_counted_and_the_node_keeps_answering(message_type, strategy, namespace):
+    counts = _run_fuzz(message_type, strategy, 70, True, f"{message_type.__name__} (default suite)", namespace)
     assert counts["messages"] >= 70 and counts["rejected"] > 0
 
 
@@ -257,39 +265,33 @@ def test_fuzzed_frames_are_counted_and_the_node_keeps_answering(message_type, st
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("message_type,strategy", [(Image, raw_messages), (CompressedImage, compressed_messages)],
                          ids=["raw", "compressed"])
-def test_long_fuzz(message_type, strategy):
+def test_long_fuzz(message_type, strategy, namespace):
     examples = int(os.environ.get("KDC_FUZZ_EXAMPLES", "1500"))
-    counts = _run_fuzz(message_type, strategy, examples, False, f"{message_type.__name__} (long)")
+    counts = _run_fuzz(message_type, strategy, examples, False, f"{message_type.__name__} (long)", namespace)
     assert counts["messages"] >= examples and counts["rejected"] > 0 and counts["processed"] > 0
 
 
 # --- strings and buffers from messages are bounded (issue 14) -----------------------------------------
-class LogRecorder:
-    def __init__(self):
-        self.lines = []
-
-    def __getattr__(self, level):
-        return lambda text, **_: self.lines.append((level, text))
-
-
-def test_hostile_strings_reach_diagnostics_and_logs_cut_short(monkeypatch):
+def test_hostile_strings_reach_diagnostics_and_logs_cut_short(namespace):
     """A 4 MiB encoding or format used to become a 16 MiB /diagnostics message every second, for good."""
-    from kdc_ros.node import KdcNode
-
-    log = LogRecorder()
-    monkeypatch.setattr(KdcNode, "get_logger", lambda self: log)
     huge = "x" * (4 << 20)
+    lines = []
     for message_type, hostile in ((Image, Image(height=2, width=2, encoding=huge, step=6, data=bytes(12))),
                                   (CompressedImage, CompressedImage(format=huge, data=b"GIF89a" + bytes(64)))):
-        with LiveNode(FixedPredictor(), message_type, compressed=message_type is CompressedImage) as live:
-            live.publisher.publish(hostile)
-            live.wait_for(lambda: live.stats.rejected == 1, 10.0, "hostile frame not rejected")
+        live, frames_in, _ = live_node(FixedPredictor(), f"{namespace}_{message_type.__name__}", message_type)
+        with live:
+            log = node_log(live)
+            stats = live.node.cameras[0].stats
+            frames_in.publish(hostile)
+            live.wait_for(lambda: stats.rejected == 1, 10.0, "hostile frame not rejected")
             live.wait_for(lambda: live.diagnostic_values().get("rejected") == "1", 5.0, "no diagnostics")
+            live.wait_for(lambda: any("rejected" in line for line in log_lines(log, live)), 5.0, "no log line")
             values = live.diagnostic_values()
             status = next(s for a in reversed(live.diagnostics) for s in a.status if s.name.endswith(": camera"))
+            lines += log_lines(log, live)
         assert f"({4 << 20} characters)" in values["last_problem"] and len(values["last_problem"]) <= 310
         assert len(status.message) < 400 and sum(len(kv.value) for kv in status.values) < 2000
-    assert log.lines and all(len(text) < 500 for _, text in log.lines), max(len(t) for _, t in log.lines)
+    assert lines and all(len(line) < 500 for line in lines), max(len(line) for line in lines)
 
 
 def depth_frame(stamp_s: int, width: int = 160, height: int = 120, encoding: str = "32FC1",
@@ -299,20 +301,21 @@ def depth_frame(stamp_s: int, width: int = 160, height: int = 120, encoding: str
                  step=width * bytes_per_pixel, data=bytes(width * height * bytes_per_pixel) if data is None else data)
 
 
-def test_depth_frames_are_checked_before_they_are_kept_and_the_cache_is_bounded_in_bytes():
+def test_depth_frames_are_checked_before_they_are_kept_and_the_cache_is_bounded_in_bytes(namespace):
     """40 x 40 MB invalid depth frames used to be held (+1.28 GB); now nothing invalid is stored, and
     valid frames are held up to depth_cache_mb."""
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo
 
-    with LiveNode(FixedPredictor(), Image, depth_topic="/depth", camera_info_topic="/depth/info",
-                  depth_cache_mb=1, depth_cache_size=1000, max_pixels=MAX_PIXELS) as live:
+    live, frames_in, pose_segs = live_node(FixedPredictor(), namespace, Image, depth_topic="depth",
+                                           camera_info_topic="depth/info", depth_cache_mb=1,
+                                           depth_cache_size=1000, max_pixels=MAX_PIXELS)
+    with live:
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        depth_out = live.client.create_publisher(Image, "/depth", qos)
-        info_out = live.client.create_publisher(CameraInfo, "/depth/info", qos)
-        live.wait_for(lambda: depth_out.get_subscription_count() > 0 and info_out.get_subscription_count() > 0,
-                      10.0, "depth subscriptions never matched")
-        cache, stats = live.node.cameras[0].depth.frames, live.stats
+        depth_out = camera_publisher(live, Image, "depth", qos)
+        info_out = camera_publisher(live, CameraInfo, "depth/info", qos)
+        depth = live.node.cameras[0].depth
+        cache, stats = depth.frames, live.node.cameras[0].stats
         bad = [depth_frame(1, data=bytes(4 << 20)),                            # data length does not fit
                depth_frame(2, encoding="rgb8"),                                  # not a depth encoding
                depth_frame(3, encoding="e" * (4 << 20)),                         # ... 4 MiB long
@@ -331,9 +334,9 @@ def test_depth_frames_are_checked_before_they_are_kept_and_the_cache_is_bounded_
         assert stats.depth_rejected == len(bad)
 
         info_out.publish(CameraInfo(height=120, width=160, k=[float("nan"), 0, 80, 0, 100, 60, 0, 0, 1]))
-        live.wait_for(lambda: "not finite" in (live.node.cameras[0].depth._info_problem or ""), 10.0, "NaN K kept")
-        live.publisher.publish(encode(gradient_rgb(120, 160), "rgb8", header=Header(stamp=Time(sec=29))))
-        live.wait_for_output((29, 0))
+        live.wait_for(lambda: "not finite" in (depth.info_problem or ""), 10.0, "NaN K kept")
+        frames_in.publish(encode(gradient_rgb(120, 160), "rgb8", header=Header(stamp=Time(sec=29))))
+        pose_segs.stamped(29, 0)
         assert "camera intrinsics are not finite" in stats.last_depth_problem and stats.depth_unmatched == 1
         live.wait_for(lambda: live.diagnostic_values().get("depth_rejected") == str(len(bad)), 5.0,
                       "/diagnostics has no depth_rejected")
@@ -358,23 +361,24 @@ class RunsOutOfMemory(FixedPredictor):
         return super().__call__(rgb)
 
 
-def test_out_of_memory_on_a_giant_frame_drops_it_and_the_next_frame_is_answered():
+def test_out_of_memory_on_a_giant_frame_drops_it_and_the_next_frame_is_answered(namespace):
     predictor = RunsOutOfMemory(limit=64 * 64)
-    with LiveNode(predictor, Image) as live:
-        stats = live.stats
+    live, frames_in, pose_segs = live_node(predictor, namespace, Image)
+    with live:
+        stats = live.node.cameras[0].stats
         for index in range(3):  # three giant frames, each followed by a small one
             giant = encode(np.zeros((100, 120, 3), np.uint8), "rgb8", header=Header(stamp=Time(sec=100 + index)))
-            live.publisher.publish(giant)
+            frames_in.publish(giant)
             live.wait_for(lambda: stats.oom == index + 1, 10.0, "out of memory not counted")
             small = encode(gradient_rgb(24, 32), "rgb8", header=Header(stamp=Time(sec=index)))
-            live.publisher.publish(small)
-            assert live.wait_for_output((index, 0)).width == 32
+            frames_in.publish(small)
+            assert pose_segs.stamped(index, 0)[1].width == 32
         live.wait_for(lambda: live.diagnostic_values().get("oom") == "3", 5.0, "/diagnostics has no oom count")
         values = live.diagnostic_values()
     assert predictor.ooms == 3 and stats.oom == stats.failed == 3 and stats.processed == 3
     assert values["failed"] == "3" and "out of memory" in values["last_problem"]
     assert "\n" not in values["last_problem"]
-    assert not any(stamp_key(m.header)[0] >= 100 for _, m in live.pose_segs), "a failed frame was published"
+    assert not any(stamp_key(m.header)[0] >= 100 for m in pose_segs), "a failed frame was published"
 
 
 def test_out_of_memory_is_told_from_other_errors():
@@ -395,9 +399,7 @@ def test_out_of_memory_is_told_from_other_errors():
 def small_checkpoint(tmp_path_factory):
     import torch
 
-    from kdc_model import ModelConfig
-    from kdc_model.checkpoint import save_checkpoint
-    from kdc_model.network import KDCNet
+    from kdc_model import KDCNet, ModelConfig, save_checkpoint
 
     torch.manual_seed(0)
     config = ModelConfig(input_size=64, neck_channels=16, head_channels=16)
@@ -406,55 +408,42 @@ def small_checkpoint(tmp_path_factory):
     return path
 
 
-def test_cuda_requested_but_absent_falls_back_to_cpu_or_stops_by_parameter(small_checkpoint, monkeypatch):
+def test_cuda_requested_but_absent_falls_back_to_cpu_or_stops_by_parameter(small_checkpoint, namespace):
     import torch
 
-    from ros_helpers import RosContext
-    from kdc_ros.node import KdcNode
-
     absent = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU: absent on every machine
-    log = LogRecorder()
-    monkeypatch.setattr(KdcNode, "get_logger", lambda self: log)
-    with RosContext() as ros:
-        node = KdcNode(context=ros.context, parameter_overrides=[
-            Parameter("model", value=str(small_checkpoint)), Parameter("device", value=absent)])
-        ros.nodes.append(node)
+    with start_node(None, namespace, model=str(small_checkpoint), device=absent) as harness:
+        node, log = harness.node, node_log(harness)
         assert node.settings["device_fallback"] is True and node.predictor.device.type == "cpu"
-    assert ("warning", f"device {absent} is not available; running on CPU") in log.lines
-    with RosContext() as ros, pytest.raises(ValueError) as refused:
-        KdcNode(context=ros.context, parameter_overrides=[
-            Parameter("model", value=str(small_checkpoint)), Parameter("device", value=absent),
-            Parameter("device_fallback", value=False)])
+        warning = f"device {absent} is not available; running on CPU"
+        harness.wait_for(lambda: warning in log_lines(log, harness), 5.0, "no warning logged")
+    with pytest.raises(ValueError) as refused:
+        start_node(None, namespace, model=str(small_checkpoint), device=absent, device_fallback=False)
     message = str(refused.value)
     assert absent in message and "not available" in message and "device_fallback" in message
     assert "\n" not in message
 
 
-def test_the_node_sets_its_inference_threads_when_it_builds_its_model(small_checkpoint):
+def test_the_node_sets_its_inference_threads_when_it_builds_its_model(small_checkpoint, namespace):
     import torch
 
-    from ros_helpers import RosContext
     from kdc_model.backends import default_threads
-    from kdc_ros.node import KdcNode
 
     before = torch.get_num_threads()
     try:
         for setting, expected in ((3, 3), (0, default_threads())):
             torch.set_num_threads(2 if expected != 2 else 4)  # something else, so the node must change it
-            with RosContext() as ros:
-                ros.nodes.append(KdcNode(context=ros.context, parameter_overrides=[
-                    Parameter("model", value=str(small_checkpoint)), Parameter("threads", value=setting)]))
+            with start_node(None, namespace, model=str(small_checkpoint), threads=setting):
                 assert torch.get_num_threads() == expected
     finally:
         torch.set_num_threads(before)
 
 
-def test_default_threads_leave_a_core_free(monkeypatch):
-    from kdc_model import backends
+def test_default_threads_leave_a_core_free():
+    from kdc_model.backends import default_threads
 
-    for cores, threads in ((None, 1), (1, 1), (2, 1), (4, 3), (64, 8)):
-        monkeypatch.setattr(backends.os, "cpu_count", lambda: cores)
-        assert backends.default_threads() == threads
+    for cores, threads in ((0, 1), (1, 1), (2, 1), (4, 3), (64, 8)):
+        assert default_threads(cores) == threads
 
 
 # --- model files -----------------------------------------------------------------------------------
@@ -476,9 +465,7 @@ def bad_model_files(tmp_path_factory, small_checkpoint):
     import torch
     from safetensors.torch import save_file
 
-    from kdc_model import ModelConfig
-    from kdc_model.checkpoint import load_checkpoint, save_checkpoint
-    from kdc_model.network import KDCNet
+    from kdc_model import KDCNet, ModelConfig, load_checkpoint, save_checkpoint
 
     root = tmp_path_factory.mktemp("bad_models")
     config, state = load_checkpoint(small_checkpoint)
@@ -513,18 +500,14 @@ PROBLEMS = ["pickled code (.pt)", "pickled code (.safetensors)", "truncated", "c
 
 
 @pytest.mark.parametrize("problem", PROBLEMS)
-def test_bad_model_file_gives_one_line_naming_it_via_load_model_and_node(bad_model_files, problem):
-    from kdc_model import load_model
-    from kdc_model.checkpoint import CheckpointError
-    from kdc_ros.node import KdcNode
-    from ros_helpers import RosContext
+def test_bad_model_file_gives_one_line_naming_it_via_load_model_and_node(bad_model_files, problem, namespace):
+    from kdc_model import CheckpointError, load_model
 
     path, sentinel, says = bad_model_files[problem]
     with pytest.raises(CheckpointError) as direct:
         load_model(path, device="cpu")
-    with RosContext() as ros, pytest.raises(ValueError) as via_node:
-        KdcNode(context=ros.context, parameter_overrides=[Parameter("model", value=str(path)),
-                                                          Parameter("device", value="cpu")])
+    with pytest.raises(ValueError) as via_node:
+        start_node(None, namespace, model=str(path), device="cpu")
     for err in (direct.value, via_node.value):
         text = str(err)
         assert "\n" not in text and str(path) in text and says in text, text

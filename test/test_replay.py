@@ -3,16 +3,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 
 import cv2
 import numpy as np
 import pytest
-import rclpy
 import torch
 from kdc_msgs.msg import PoseSeg
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.parameter import Parameter
 from rclpy.serialization import deserialize_message
 from rosbags.highlevel import AnyReader
 from builtin_interfaces.msg import Time
@@ -26,7 +22,7 @@ from kdc_ros import params
 from kdc_ros.bags.image_bag import ImageBag
 from kdc_ros.bags.make_bag import write_image_bag
 from kdc_ros.messages import filter_result, pose_seg_from_result
-from kdc_ros.node import KdcNode
+from kdc_ros.harness import NodeHarness
 from kdc_ros.replay.cli import main as kdc_replay
 from kdc_ros.replay.live import node_topics, replay_live
 from kdc_ros.replay.offline import message_rgb, replay_offline
@@ -128,6 +124,29 @@ def test_offline_replay_outputs_match_the_model_frame_by_frame(footage):
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
 
 
+def test_offline_replay_publishes_what_the_node_publishes(footage, namespace):
+    """kdc-replay and the node turn a result into messages with one function (kdc_ros.frame_outputs):
+    the same frames, fed one by one to a node, give the replay's PoseSeg, person ids included."""
+    root, raw_bag, _ = footage
+    replay_offline(raw_bag, TOPIC, root / "offline_vs_node", SceneDependentPredictor(), batch_size=3,
+                   overlay=False, progress=False)
+    replayed = [msg for _, msg in recorded(root / "offline_vs_node", POSE_SEG_TOPIC)]
+    with NodeHarness(SceneDependentPredictor(), namespace=namespace,
+                     parameters={"image_topic": "camera/image_raw", "reliability": "reliable"}) as harness:
+        answers = harness.record(harness.output("pose_seg"), PoseSeg)
+        camera = harness.publisher("camera/image_raw", Image)
+        harness.connected([camera], [harness.output("pose_seg")])
+        for frame in input_frames(raw_bag).values():  # one at a time: the node drops none
+            camera.publish(frame.msg)
+            answers.stamped(frame.msg.header.stamp.sec, frame.msg.header.stamp.nanosec)
+    published = list(answers)
+    assert len(published) == len(replayed) == 6
+    for got, expected in zip(published, replayed):
+        assert got.header == expected.header and got.mask == expected.mask
+        assert [p.id for p in got.people] == [p.id for p in expected.people] and got.people
+        assert got.people == expected.people
+
+
 def test_offline_replay_with_the_real_model_batched_equals_one_by_one(footage, small_model):
     root, raw_bag, _ = footage
     report = replay_offline(raw_bag, TOPIC, root / "offline_model", small_model, batch_size=3, overlay=False,
@@ -175,24 +194,13 @@ def test_node_topics_follow_image_transport():
     assert node_topics("/cam/jpeg", compressed=True) == ("/cam/jpeg/compressed", "/cam/jpeg")
 
 
-def test_live_replay_into_an_already_running_node(footage):
+def test_live_replay_into_an_already_running_node(footage, namespace):
     root, raw_bag, _ = footage
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = KdcNode(SceneDependentPredictor(), context=context, namespace="/robot",
-                   parameter_overrides=[Parameter("image_topic", value=TOPIC)])
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    try:
-        report = replay_live(raw_bag, TOPIC, root / "live_external", None, node_namespace="/robot",
+    robot = f"{namespace}/robot"
+    with NodeHarness(SceneDependentPredictor(), namespace=robot, parameters={"image_topic": TOPIC}):
+        report = replay_live(raw_bag, TOPIC, root / "live_external", None, node_namespace=robot,
                              overlay=False, progress=False)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
-    assert report["node"] == "/robot" and report["outputs"] >= 1
+    assert report["node"] == robot and report["outputs"] >= 1
     assert_matches_model(recorded(root / "live_external", POSE_SEG_TOPIC), input_frames(raw_bag),
                          SceneDependentPredictor())
 

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import os
 import random
-import threading
 import time
 
 import numpy as np
 
 from .runners.timing import row, stage_stats, time_calls, with_overhead
 
-NODE_TOPIC_IN = "/kdc_bench/image_raw"
-NODE_TOPIC_OUT = "/kdc/pose_seg"
+BENCH_NAMESPACE = "/kdc_bench"
+CAMERA_TOPIC = "camera/image_raw"  # in the bench's namespace, as the node's outputs are
 
 
 def kdc_predictor(input_size: int, weights: str = "auto", device: str = "cpu", backend: str = "torch"):
@@ -95,87 +94,54 @@ class StageRecorder:
 
 def kdc_node_row(frames, input_size: int, *, predictor=None, weights: str = "auto", device: str = "cpu",
                  warmup: int = 3, rounds: int = 1, timeout: float = 30.0) -> dict:
-    """The kdc node end to end: sensor_msgs/Image published -> kdc_msgs/PoseSeg received, real rclpy.
+    """The kdc node end to end: sensor_msgs/Image published -> kdc_msgs/PoseSeg received, real rclpy
+    (kdc_ros.harness: the node in this process, a driver beside it).
 
     Discovery stays on loopback and in a ROS domain of this bench's own (ROS_DOMAIN_ID when set,
     else one picked from the process id), with a private rclpy context."""
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
-    import rclpy
     from builtin_interfaces.msg import Time
     from kdc_msgs.msg import PoseSeg
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.parameter import Parameter
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
-    from kdc_ros.image_io import rgb_to_image
-    from kdc_ros.node import KdcNode
+    from ..harness import NodeHarness
+    from ..image_io import rgb_to_image
 
     if predictor is None:
         predictor, weights = kdc_predictor(input_size, weights, device)
     recorder = StageRecorder(predictor)
     domain = int(os.environ.get("ROS_DOMAIN_ID") or random.Random(os.getpid()).randint(1, 100))
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain)
-    executor = SingleThreadedExecutor(context=context)
-    nodes, spinner = [], None
-    try:
-        node = KdcNode(recorder, context=context, parameter_overrides=[
-            Parameter("image_topic", value=NODE_TOPIC_IN), Parameter("reliability", value="best_effort")])
-        nodes.append(node)
-        # The node's own clock per frame (conversion, tracking, messages, publish; total = arrival to
-        # published): what, of the overhead, happens inside the node rather than in transport.
-        node_stages: list[dict] = []
-        camera_stats = node.cameras[0].stats
-        record = camera_stats.record
-        camera_stats.record = lambda stage_ms: (node_stages.append(dict(stage_ms)), record(stage_ms))
-        driver = rclpy.create_node("kdc_bench_driver", context=context)
-        nodes.append(driver)
-        for n in nodes:
-            executor.add_node(n)
+    # The node's own clock per frame (conversion, tracking, messages, publish; total = arrival to
+    # published): what, of the overhead, happens inside the node rather than in transport.
+    node_stages: list[dict] = []
+    with NodeHarness(recorder, namespace=BENCH_NAMESPACE, domain_id=domain, driver_name="kdc_bench_driver",
+                     parameters={"image_topic": CAMERA_TOPIC, "reliability": "best_effort"},
+                     on_frame=lambda camera, stage_ms: node_stages.append(dict(stage_ms))) as harness:
         camera_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
-        publisher = driver.create_publisher(Image, NODE_TOPIC_IN, camera_qos)
-        arrived: dict[int, tuple[float, int]] = {}
-        done = threading.Event()
-
-        def on_pose_seg(msg):
-            arrived[msg.header.stamp.sec] = (time.perf_counter(), len(msg.people))
-            done.set()
-
-        driver.create_subscription(PoseSeg, NODE_TOPIC_OUT, on_pose_seg,
-                                   QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
-        spinner = threading.Thread(target=executor.spin, name="kdc_bench_spin", daemon=True)
-        spinner.start()
-        deadline = time.monotonic() + timeout
-        while not (publisher.get_subscription_count() and driver.count_publishers(NODE_TOPIC_OUT)):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the kdc node and the bench driver never discovered each other "
-                                   f"(ROS_DOMAIN_ID {domain}, localhost only)")
-            time.sleep(0.02)
+        publisher = harness.publisher(CAMERA_TOPIC, Image, camera_qos)
+        answers = harness.record(harness.output("pose_seg"), PoseSeg, keep=8)
+        harness.connected([publisher], [harness.output("pose_seg")], timeout)
 
         images = [rgb_to_image(np.ascontiguousarray(f), Header(frame_id="bench")) for f in frames]
         counter = iter(range(1, 1 << 30))
         lost = 0
 
         def send(frame_index: int, patience: float) -> tuple[float, int] | None:
-            """Publish one frame with a fresh stamp and wait for its PoseSeg; None when it never came."""
+            """Publish one frame with a fresh stamp and wait for its PoseSeg: (ms, people), or None."""
             stamp = next(counter)
             message = images[frame_index]
             message.header.stamp = Time(sec=stamp, nanosec=0)
-            done.clear()
             recorder.clear()
-            start = time.perf_counter()
+            start = time.monotonic()
             publisher.publish(message)
-            end = time.monotonic() + patience
-            while stamp not in arrived and time.monotonic() < end:
-                done.wait(timeout=0.05)
-                done.clear()
-            if stamp not in arrived:
+            try:
+                received, answer = answers.stamped(stamp, 0, timeout=patience)
+            except TimeoutError:
                 return None
-            received, people = arrived.pop(stamp)
-            return (received - start) * 1e3, people
+            return (received - start) * 1e3, len(answer.people)
 
         for i in range(warmup):  # the first frames after discovery may be dropped (best effort): resend
             for _ in range(20):
@@ -195,19 +161,12 @@ def kdc_node_row(frames, input_size: int, *, predictor=None, weights: str = "aut
                 found.append(got[1])
                 if len(recorder.calls) == 1:  # this frame's model call (a late one would be ambiguous)
                     stages.append(with_overhead(recorder.calls[0], got[0]))
-        return row("kdc_node", _backend(predictor), input_size, times, people_per_frame=round(float(np.mean(found)), 2),
-                   stages_ms=stage_stats(stages), node_stages_ms=stage_stats(node_stages),
-                   lost=lost, weights=weights, device=str(getattr(predictor, "device", "?")),
-                   note="rclpy Image publish -> PoseSeg received (in-process node, loopback DDS, "
-                        f"{os.environ.get('RMW_IMPLEMENTATION', 'default rmw')})",
-                   versions=_versions(predictor))
-    finally:
-        executor.shutdown()
-        for n in reversed(nodes):
-            n.destroy_node()
-        rclpy.try_shutdown(context=context)
-        if spinner is not None:
-            spinner.join(timeout=5.0)
+    return row("kdc_node", _backend(predictor), input_size, times, people_per_frame=round(float(np.mean(found)), 2),
+               stages_ms=stage_stats(stages), node_stages_ms=stage_stats(node_stages),
+               lost=lost, weights=weights, device=str(getattr(predictor, "device", "?")),
+               note="rclpy Image publish -> PoseSeg received (in-process node, loopback DDS, "
+                    f"{os.environ.get('RMW_IMPLEMENTATION', 'default rmw')})",
+               versions=_versions(predictor))
 
 
 def kdc_rows(frames, input_size: int, *, weights: str = "auto", device: str = "cpu", warmup: int = 3,

@@ -23,15 +23,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import rclpy
 from kdc_msgs.msg import PoseSeg
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from tqdm import tqdm
 
 from ..bags.image_bag import ImageBag
+from ..harness import NodeHarness
 from ..image_io import ImageError, image_to_rgb
 from ..tracking_metrics import TrackingStats
 from .annotations import FrameEvaluation
@@ -130,43 +128,26 @@ def replay_live(bag_path: str | Path, topic: str, out_dir: str | Path, predictor
         publish_topic, image_topic = node_topics(topic, bag.compressed)
         period = 1.0 / ((bag.rate_hz or 30.0) * rate)
         outputs = ReplayOutputs(out_dir, 1.0 / period, overlay)
-        context = rclpy.Context()
-        rclpy.init(context=context)
-        executor = SingleThreadedExecutor(context=context)
-        nodes, stop, spinner = [], threading.Event(), None
         try:
             if node_namespace is None:
-                nodes.append(_start_node(predictor, bag, context, image_topic, node_parameters or {}))
-                output_prefix = "/kdc"
+                warm_up(predictor, bag)
+                harness = NodeHarness(predictor, driver_name="kdc_replay", parameters={
+                    "image_topic": image_topic, "compressed": bag.compressed, **(node_parameters or {})})
             else:
-                output_prefix = node_namespace.rstrip("/") + "/kdc"
-            player = rclpy.create_node("kdc_replay", context=context)
-            nodes.append(player)
-            for node in nodes:
-                executor.add_node(node)
-            arrivals: queue.Queue[Received] = queue.Queue()
-            publisher = player.create_publisher(bag.message_class, publish_topic, PLAYER_QOS)
-            wanted = {"pose_seg": PoseSeg, **({"overlay": Image} if overlay else {})}
-            subscriptions = [player.create_subscription(
-                message_type, f"{output_prefix}/{name}",
-                lambda msg, name=name: arrivals.put(Received(name, msg, time.monotonic())), RECORDER_QOS)
-                for name, message_type in wanted.items()]
-            spinner = threading.Thread(target=_spin, args=(executor, stop), daemon=True)
-            spinner.start()
-            _wait_for_discovery(publisher, subscriptions, output_prefix)
-            recorder = Recorder(arrivals, outputs, LiveRun(evaluation=evaluation))
-            frames, playback_s = recorder.play(bag, topic, publisher, rate, progress)
-            recorder.drain(frames, period)
+                harness = NodeHarness(namespace=node_namespace, running=True, driver_name="kdc_replay")
+            with harness:
+                arrivals: queue.Queue[Received] = queue.Queue()
+                publisher = harness.publisher(publish_topic, bag.message_class, PLAYER_QOS)
+                wanted = {"pose_seg": PoseSeg, **({"overlay": Image} if overlay else {})}
+                for name, message_type in wanted.items():
+                    harness.record(harness.output(name), message_type, keep=0, qos=RECORDER_QOS,
+                                   on_message=lambda msg, arrived, name=name: arrivals.put(Received(name, msg, arrived)))
+                harness.connected([publisher], [harness.output(name) for name in wanted], DISCOVERY_TIMEOUT_S)
+                recorder = Recorder(arrivals, outputs, LiveRun(evaluation=evaluation))
+                frames, playback_s = recorder.play(bag, topic, publisher, rate, progress)
+                recorder.drain(frames, period)
         finally:
             outputs.close()
-            stop.set()  # stop spinning before the nodes go away
-            if spinner is not None:
-                spinner.join()
-            for node in nodes:
-                executor.remove_node(node)
-                node.destroy_node()
-            executor.shutdown()
-            rclpy.try_shutdown(context=context)
         report = _report(recorder.run, frames, playback_s, bag, topic, rate, outputs, overlay, node_namespace,
                          predictor)
         if evaluation is not None:
@@ -175,37 +156,14 @@ def replay_live(bag_path: str | Path, topic: str, out_dir: str | Path, predictor
     return report
 
 
-def _start_node(predictor, bag: ImageBag, context, image_topic: str, parameters: dict):
-    from ..node import KdcNode  # the node pulls in the model stack; only a live replay needs it
-
+def warm_up(predictor, bag: ImageBag) -> None:
+    """Run the model once on the bag's first frame: a running node has seen frames before."""
     first = next(iter(bag.frames()), None)
     if predictor is not None and first is not None:
         try:
-            predictor(message_rgb(first.msg))  # warm-up: a running node has seen frames before
+            predictor(message_rgb(first.msg))
         except ImageError:
             pass  # a bad first frame: the node will reject it too; no warm-up then
-    values = {"image_topic": image_topic, "compressed": bag.compressed, **parameters}
-    overrides = [Parameter(name, value=value) for name, value in values.items()]
-    return KdcNode(predictor, context=context, parameter_overrides=overrides)
-
-
-def _spin(executor: SingleThreadedExecutor, stop: threading.Event) -> None:
-    while not stop.is_set():
-        executor.spin_once(timeout_sec=0.05)
-
-
-def _wait_for_discovery(publisher, subscriptions, output_prefix: str) -> None:
-    deadline = time.monotonic() + DISCOVERY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if publisher.get_subscription_count() > 0 and all(s.get_publisher_count() > 0 for s in subscriptions):
-            time.sleep(0.2)  # let the reliable readers and writers finish matching both ways
-            return
-        time.sleep(0.05)
-    missing = [s.topic_name for s in subscriptions if s.get_publisher_count() == 0]
-    if publisher.get_subscription_count() == 0:
-        missing.insert(0, f"a subscriber of {publisher.topic_name}")
-    raise TimeoutError(f"no kdc node found within {DISCOVERY_TIMEOUT_S:.0f} s (missing: {', '.join(missing)}); "
-                       f"is it running under {output_prefix} with the same ROS_DOMAIN_ID?")
 
 
 class Recorder:

@@ -2,7 +2,7 @@
 
 Latency per frame and stage, in ms: conversion (message -> RGB), preprocess / network / decode (of
 the frame's batch: a frame waits for its whole batch), messages (thresholds, tracking, PoseSeg and
-overlay), total (their sum). The first frame is run once before timing (model warm-up).
+overlay: kdc_ros.frame_outputs, what the node publishes), total (their sum). The first frame is run once before timing (model warm-up).
 throughput_fps is frames over the wall time of the whole loop, bag reading and writing included.
 
 Outputs are streamed: each frame's PoseSeg and overlay go to the output bag and the video as soon as
@@ -19,12 +19,13 @@ from pathlib import Path
 from sensor_msgs.msg import CompressedImage
 from tqdm import tqdm
 
+from .. import params
 from ..bags.image_bag import BagFrame, ImageBag
-from ..image_io import ImageError, compressed_to_rgb, image_to_rgb, rgb_to_image
+from ..frame_outputs import CameraMemory, frame_outputs
+from ..image_io import ImageError, compressed_to_rgb, image_to_rgb
 from ..tracking_metrics import TrackingStats
 from .annotations import FrameEvaluation
 from .latency import StageTimes
-from .node_outputs import NodeOutputs
 from .outputs import ReplayOutputs
 from .report import Rejections, people_fields, tracking_fields
 
@@ -54,7 +55,7 @@ def replay_offline(bag_path: str | Path, topic: str, out_dir: str | Path, predic
         # Annotations first: a bad file fails before the replay, and results are scored as they come.
         evaluation = FrameEvaluation(annotations, bag.frame_names()) if annotations is not None else None
         outputs = ReplayOutputs(out_dir, bag.rate_hz or 30.0, overlay)
-        node_outputs = NodeOutputs(settings, overlay)
+        node_outputs = NodeOutputs(settings if settings is not None else params.load_defaults(), overlay)
         tally = Tally(evaluation=evaluation)
         warmed_up, frames_read = False, 0
         start = time.perf_counter()
@@ -100,6 +101,22 @@ def replay_offline(bag_path: str | Path, topic: str, out_dir: str | Path, predic
     return report
 
 
+@dataclass
+class NodeOutputs:
+    """The node's outputs of one camera (kdc_ros.frame_outputs) with `settings` (the node's parameters),
+    made for the output bag: PoseSeg always, overlays when asked for."""
+
+    settings: dict
+    overlay: bool
+    memory: CameraMemory = field(default_factory=CameraMemory)
+
+    def __call__(self, rgb, result, frame: BagFrame):
+        # The recording time stands in for the arrival time of an unstamped frame, as in a live node.
+        return frame_outputs(rgb, result, frame.msg.header, self.settings, self.memory,
+                             wanted=lambda name: self.overlay and name == "overlay",
+                             arrived=frame.log_time_ns * 1e-9)
+
+
 def _run_batch(batch, predictor, node_outputs: NodeOutputs, outputs: ReplayOutputs, tally: Tally) -> None:
     rgbs = [rgb for _, rgb, _ in batch]
     if hasattr(predictor, "predict_batch"):
@@ -110,11 +127,11 @@ def _run_batch(batch, predictor, node_outputs: NodeOutputs, outputs: ReplayOutpu
     times = tally.times
     for (frame, rgb, conversion_ms), result in zip(batch, predicted):
         clock = time.perf_counter()
-        made = node_outputs(rgb, result, frame.msg.header)
+        made = node_outputs(rgb, result, frame)
         messages_ms = (time.perf_counter() - clock) * 1e3
-        outputs.write_pose_seg(made.pose_seg)
+        outputs.write_pose_seg(made.messages["pose_seg"])
         if made.overlay is not None:
-            outputs.write_overlay(rgb_to_image(made.overlay, frame.msg.header))
+            outputs.write_overlay(made.messages["overlay"])
             outputs.video.write(made.overlay)
         times.add("conversion", conversion_ms)
         for stage in MODEL_STAGES:
@@ -123,6 +140,6 @@ def _run_batch(batch, predictor, node_outputs: NodeOutputs, outputs: ReplayOutpu
         times.add("messages", messages_ms)
         times.add("total", conversion_ms + timing.get("total_ms", 0.0) + messages_ms)
         tally.people.append(len(made.result))
-        tally.tracking.add_pose_seg(made.pose_seg)
+        tally.tracking.add_pose_seg(made.messages["pose_seg"])
         if tally.evaluation is not None:
             tally.evaluation.add(frame.index, made.result)
