@@ -16,10 +16,19 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 AUTO = "auto"
 CHOICES = (AUTO,) + BACKENDS  # what a `backend` setting may say
+DEVICES = "auto, cpu, mps, cuda, cuda:N"  # what a `device` setting may say
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def device_problem(name: str) -> str | None:
+    """Why `name` is not a device setting, or None when it is (whether that device is present is
+    another question: kdc_model.predictor.resolve_device)."""
+    return None if _DEVICE.match(str(name)) else f"device {name!r} is not one of {DEVICES}"
 
 
 def backend_problem(name: str) -> str | None:

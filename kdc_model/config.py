@@ -1,4 +1,5 @@
-"""Configuration of the network (ModelConfig) and of the PoseSeg decoder (DecoderConfig).
+"""Configuration of the network (ModelConfig) and of the PoseSeg decoder (DecoderConfig), and what a
+letterbox side (input_size) may be.
 
 A checkpoint stores `ModelConfig.to_dict()` next to the weights, so a model file is
 self-describing. Defaults are the paper's / PersonLab's unless noted.
@@ -10,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from .skeleton import PGO_SIGMAS
 
 BACKBONES = ("mobilenet_v2", "resnet50", "resnet101", "resnet152")
+MIN_INPUT_SIZE = 32  # one cell of the coarsest backbone stage
 
 
 @dataclass
@@ -108,3 +110,14 @@ def _from_dict(cls, d: dict):
     if "pgo_sigmas" in d:
         d["pgo_sigmas"] = tuple(d["pgo_sigmas"])
     return cls(**d)
+
+
+def input_size_problem(input_size: int | None) -> str | None:
+    """Why `input_size` cannot be a letterbox side, or None when it can (None = the network's own)."""
+    if input_size is None:
+        return None
+    if isinstance(input_size, bool) or not isinstance(input_size, int):
+        return f"input_size must be a whole number of pixels, not {input_size!r}"
+    if input_size < MIN_INPUT_SIZE:
+        return f"input_size must be at least {MIN_INPUT_SIZE}, not {input_size}"
+    return None

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import ModelConfig
+from .config import ModelConfig, input_size_problem
 from .network import KDCNet
 
 WEIGHTS_FOLDER = Path(__file__).parent / "weights"
-MIN_INPUT_SIZE = 32  # one cell of the coarsest backbone stage
 
 
 @dataclass(frozen=True)
@@ -64,17 +63,6 @@ def build_network(source: str | Path | NamedWeights | ModelConfig) -> KDCNet:
     network = KDCNet(config)
     network.load_state_dict(state)
     return network.eval()
-
-
-def input_size_problem(input_size: int | None) -> str | None:
-    """Why `input_size` cannot be a letterbox side, or None when it can (None = the network's own)."""
-    if input_size is None:
-        return None
-    if isinstance(input_size, bool) or not isinstance(input_size, int):
-        return f"input_size must be a whole number of pixels, not {input_size!r}"
-    if input_size < MIN_INPUT_SIZE:
-        return f"input_size must be at least {MIN_INPUT_SIZE}, not {input_size}"
-    return None
 
 
 def letterbox_side(config: ModelConfig, input_size: int | None = None) -> int:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .backends import AUTO, resolve_backend
+from .backends import AUTO, device_problem, resolve_backend
 from .config import DecoderConfig, ModelConfig
 from .heads import activate, unmirror
 from .named_weights import NamedWeights, build_network, letterbox_side, weights_file
@@ -69,12 +69,12 @@ def load_model(weights: str | Path | NamedWeights | ModelConfig = "default", dev
 
 def resolve_device(device: str | torch.device, strict: bool = False) -> torch.device:
     """torch.device for `device` ("auto", "cpu", "cuda", "cuda:1", ...), falling back to CPU if absent."""
+    problem = device_problem(str(device))
+    if problem is not None:
+        raise ValueError(problem)
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"invalid device {device!r}: {err}") from None
+    resolved = torch.device(device)
     if resolved.type == "cuda":
         present = torch.cuda.is_available() and (resolved.index or 0) < torch.cuda.device_count()
     elif resolved.type == "mps":

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backends import check_backend
 from .export import EXPORT_FORMAT_TAG, INPUT_NAME, OUTPUT_NAMES, onnx_bytes, weights_sha256
 from .private_files import UntrustedFile, folder_problem, read_private, user_cache_folder, write_atomic
 
@@ -78,7 +77,6 @@ class OnnxRunner:
                  onnx: str | Path | None = None, backend: str = "onnxruntime") -> None:
         import onnxruntime
 
-        check_backend(backend)
         self.backend = backend
         self.device = torch.device(device)
         options = onnxruntime.SessionOptions()
@@ -234,8 +232,8 @@ def _first_line(err: BaseException) -> str:
 
 def make_runner(model: torch.nn.Module, backend: str, input_side: int, device: torch.device,
                 onnx: str | Path | None = None):
-    """The runner of `backend` for `model` (already on `device` for torch; left on CPU otherwise)."""
-    check_backend(backend)
+    """The runner of `backend` (a name kdc_model.backends.resolve_backend gave) for `model` (already on
+    `device` for torch; left on CPU otherwise)."""
     if backend == "torch":
         return TorchRunner(model)
     return OnnxRunner(model, input_side, device, onnx=onnx, backend=backend)

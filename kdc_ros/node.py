@@ -82,6 +82,7 @@ class KdcNode(Node):
         self.settings = params.declare_parameters(self, defaults)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.predictor = predictor if predictor is not None else self._load_predictor()
+        self._warn_about_thresholds(self.settings)
         self.vision_msgs = import_vision_msgs()
         if self.vision_msgs is None:
             self.get_logger().info("vision_msgs is not installed: ~/detections (Detection2DArray) is off")
@@ -119,7 +120,7 @@ class KdcNode(Node):
                 predictor = kdc_model.load_model(self.settings["model"], device=self.settings["device"],
                                                  half=self.settings["half"], strict_device=not fallback,
                                                  backend=self.settings["backend"],
-                                                 input_size=self.settings["input_size"] or None)
+                                                 input_size=params.model_input_size(self.settings["input_size"]))
             except RuntimeError as err:
                 if fallback:
                     raise
@@ -191,6 +192,8 @@ class KdcNode(Node):
             reason = params.check_value(change.name, change.value)
             if reason is not None:
                 return SetParametersResult(successful=False, reason=reason)
+        if any(change.name in params.THRESHOLDS for change in changes):
+            self._warn_about_thresholds({**self.settings, **{change.name: change.value for change in changes}})
         for change in changes:
             self.settings[change.name] = change.value
             if change.name == "enable" and not change.value:
@@ -199,6 +202,11 @@ class KdcNode(Node):
                 for camera in self.cameras:
                     camera.memory.tracker.reset()
         return SetParametersResult(successful=True)
+
+    def _warn_about_thresholds(self, settings: dict) -> None:
+        """The node's thresholds only act above the model decoder's own: say so when one is below."""
+        for warning in params.threshold_warnings(settings, getattr(self.predictor, "decoder", None)):
+            self.get_logger().warning(warning)
 
     def _publish_diagnostics(self) -> None:
         prefix = self.get_fully_qualified_name()

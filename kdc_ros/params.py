@@ -15,11 +15,12 @@ import yaml
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.parameter import Parameter
 
-from kdc_model.backends import CHOICES, backend_problem
+from kdc_model.backends import CHOICES, backend_problem, device_problem
+from kdc_model.config import input_size_problem
 
 NODE_NAME = "kdc"
 PACKAGE = "kdc_ros"
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+THRESHOLDS = ("min_person_score", "keypoint_threshold")  # also the model decoder's (threshold_warnings)
 # ROS topic names: alphanumerics, _ and / (a ~ prefix for private names); no empty segments.
 _TOPIC = re.compile(r"^~?/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -96,15 +97,15 @@ SPECS: dict[str, ParameterSpec] = {
     "model": ParameterSpec(Parameter.Type.STRING, "Checkpoint path, or 'default' for the packaged weights.",
                            check=lambda v: None if v.strip() else "model must not be empty"),
     "device": ParameterSpec(Parameter.Type.STRING, "Inference device: auto (CUDA when present), cpu, cuda, "
-                            "cuda:N.", check=lambda v: None if _DEVICE.match(v) else
-                            f"device {v!r} is not one of auto, cpu, mps, cuda, cuda:N"),
+                            "cuda:N.", check=device_problem),
     "device_fallback": ParameterSpec(Parameter.Type.BOOL, "When the requested device is absent (e.g. "
                                      "cuda without a GPU): true runs on CPU with a warning, false stops "
                                      "startup with an error."),
     "half": ParameterSpec(Parameter.Type.BOOL, "Half precision (float16) on CUDA."),
     "input_size": ParameterSpec(Parameter.Type.INTEGER, "Longer side of the letterbox the network sees, px "
                                 "(0 = the model's own); larger finds smaller, more distant people, at a cost "
-                                "growing with its square.", bounds=(0, 2048)),
+                                "growing with its square.", bounds=(0, 2048),
+                                check=lambda v: input_size_problem(model_input_size(v))),
     "backend": ParameterSpec(Parameter.Type.STRING, "What runs the network: auto (onnxruntime on CPU where "
                              "installed, tensorrt on CUDA where its provider is, else torch), torch (PyTorch), "
                              "onnxruntime (its ONNX export in ONNX Runtime, CPU or CUDA provider), tensorrt (ONNX "
@@ -126,6 +127,23 @@ SPECS: dict[str, ParameterSpec] = {
     "diagnostics_period": ParameterSpec(Parameter.Type.DOUBLE, "Seconds between /diagnostics messages.",
                                         bounds=(0.1, 60.0)),
 }
+
+def model_input_size(value: int) -> int | None:
+    """The node's input_size as kdc_model takes it: 0 (the model's own side) is None."""
+    return value or None
+
+
+def threshold_warnings(settings: dict[str, Any], decoder) -> list[str]:
+    """Where a node threshold is below the decoder's own (kdc_model.DecoderConfig, stored in the
+    checkpoint), which drops people and keypoints first: lowering the node's below it changes nothing."""
+    warnings = []
+    for name, what in zip(THRESHOLDS, ("people", "keypoints")):
+        floor = getattr(decoder, name, None)
+        if floor is not None and settings[name] < floor:
+            warnings.append(f"{name} {settings[name]:g} is below the model decoder's own {floor:g}: {what} "
+                            f"scoring between the two are dropped by the decoder already")
+    return warnings
+
 
 _PYTHON_TYPES = {Parameter.Type.STRING: str, Parameter.Type.BOOL: bool, Parameter.Type.INTEGER: int,
                  Parameter.Type.DOUBLE: float, Parameter.Type.STRING_ARRAY: list}

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from kdc_model.backends import default_threads
+from kdc_model.backends import BACKENDS, default_threads
 
 from . import SYSTEMS, run_producers
 from .output import format_stages, format_table, write_json, write_png
@@ -50,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--weights", default="auto",
                         help="our weights: auto (packaged default, else random init), default, random, or a path")
     parser.add_argument("--device", default="cpu", help="our device (peers run on CPU)")
-    parser.add_argument("--backend", nargs="+", default=["torch"], choices=("torch", "onnxruntime", "tensorrt"),
+    parser.add_argument("--backend", nargs="+", default=["torch"], choices=BACKENDS,
                         help="what runs our network, one row each (kdc_model.backends; default torch)")
     parser.add_argument("--threads", type=int, default=default_threads(),
                         help="PyTorch intra-op threads for our rows and the ultralytics torch rows "
