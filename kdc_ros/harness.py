@@ -19,7 +19,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from . import params
+from .node import params
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 DIAGNOSTICS_KEPT = 20
@@ -98,7 +98,7 @@ class NodeHarness:
         self._stop = threading.Event()
         try:
             if not running:
-                from .node import KdcNode  # the node pulls in the model stack; a driver alone does not
+                from .node.kdc_node import KdcNode  # the node pulls in the model stack; a driver alone does not
 
                 overrides = [Parameter(name, value=value) for name, value in (parameters or {}).items()]
                 self.node = KdcNode(predictor, context=self.context, namespace=self.namespace or None,

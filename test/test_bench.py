@@ -147,10 +147,10 @@ def test_repeated_runs_are_pooled():
 
 def test_peer_people_score_through_our_evaluator():
     """A YOLO-style {keypoints, boxes, scores} of the ground truth itself scores keypoint AP 1 through
-    kdc_model.evaluate, with no segmentation entries; extra low-score people are cut to COCO's 20."""
+    kdc_model.training.evaluate, with no segmentation entries; extra low-score people are cut to COCO's 20."""
     import numpy as np
 
-    from kdc_model.evaluate import evaluate_predictions
+    from kdc_model.training.evaluate import evaluate_predictions
     from kdc_ros.bench.peer_accuracy import COCO_MAX_DETS, keypoint_entries, people_result, split_counts
 
     rng = np.random.default_rng(0)

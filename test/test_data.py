@@ -1,4 +1,4 @@
-"""kdc_model.data / augment / copy_paste: COCO reading (polygons, RLE, crowds), the flip, seeds,
+"""kdc_model.training.data / augment / copy_paste: COCO reading (polygons, RLE, crowds), the flip, seeds,
 copy-paste, one-person and mask-less sources, validation splits."""
 import json
 
@@ -7,11 +7,11 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 
-from kdc_model.augment import AugmentConfig, PeopleSample, flip_sample
-from kdc_model.coco import AnnotationError, decode_segmentation, image_people, load_annotations
-from kdc_model.config import ModelConfig
-from kdc_model.copy_paste import cut_donor, paste_donor
-from kdc_model.data import SourceSpec, TrainingStream, load_sources, make_train_loader, record_sample, \
+from kdc_model.training.augment import AugmentConfig, PeopleSample, flip_sample
+from kdc_model.training.coco import AnnotationError, decode_segmentation, image_people, load_annotations
+from kdc_model.network.config import ModelConfig
+from kdc_model.training.copy_paste import cut_donor, paste_donor
+from kdc_model.training.data import SourceSpec, TrainingStream, load_sources, make_train_loader, record_sample, \
     sample_targets, validation_coco
 from kdc_model.skeleton import FLIP_INDEX, KEYPOINT_NAMES, NUM_KEYPOINTS
 from synthetic_coco import mask_polygons, write_dataset

@@ -1,8 +1,8 @@
 """The decoder's work is bounded whatever the maps, and its shortcuts give what the plain method gives.
 
-- Maps that fire everywhere (kdc_model.bench.texture_maps: thousands of strong peaks) queue at most
+- Maps that fire everywhere (kdc_model.training.synthetic.texture_maps: thousands of strong peaks) queue at most
   `max_peaks` peaks, group at most `max_candidates` people and check at most `merge_candidates` of
-  them for pieces of one person (how long that takes is a benchmark: `python -m kdc_model.bench`
+  them for pieces of one person (how long that takes is a benchmark: `python -m kdc_ros.bench.decoder`
   prints it).
 - Masks at input resolution are computed only around labelled cells: on real-looking label layouts the
   result equals a per-pixel vote over the whole image.
@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdc_model import decode
-from kdc_model.bench import texture_maps
-from kdc_model.config import DecoderConfig, ModelConfig
+from kdc_model.inference import decode
+from kdc_model.training.synthetic import texture_maps
+from kdc_model.network.config import DecoderConfig, ModelConfig
 
 
 def _decode(maps, config: DecoderConfig, side: int, stride: int = 8, radius: float = 25.5):

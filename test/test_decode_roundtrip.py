@@ -21,11 +21,11 @@ import cv2
 import numpy as np
 import pytest
 
-from kdc_model.config import DecoderConfig
-from kdc_model.decode import decode_people
+from kdc_model.network.config import DecoderConfig
+from kdc_model.inference.decode import decode_people
 from kdc_model.skeleton import TREE_EDGES, flip_keypoints
-from kdc_model.synthetic import make_scene
-from kdc_model.targets import encode_targets
+from kdc_model.training.synthetic import make_scene
+from kdc_model.training.targets import encode_targets
 
 MAP_KEYS = ("heatmap", "short", "mid", "seg", "embed")
 # stride -> (image side, min person height, max person height)

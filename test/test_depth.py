@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from kdc_model import PoseSegResult
-from kdc_model.synthetic import make_scene
-from kdc_ros.depth import PinholeCamera, depth_to_metres, lift_keypoints
+from kdc_model.training.synthetic import make_scene
+from kdc_ros.node.depth import PinholeCamera, depth_to_metres, lift_keypoints
 
 CAMERA = PinholeCamera(fx=525.0, fy=520.0, cx=319.5, cy=239.5)
 

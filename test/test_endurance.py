@@ -27,7 +27,7 @@ from std_msgs.msg import Header
 
 from image_samples import encode
 from kdc_model import DEFAULT_WEIGHTS, DecoderConfig, ModelConfig, load_model
-from kdc_model.synthetic import make_scene
+from kdc_model.training.synthetic import make_scene
 from kdc_ros.replay.pose_seg_result import result_from_pose_seg
 from node_helpers import camera_publisher, listen, settled, stamp_key, start_node
 from process_memory import rss_mb

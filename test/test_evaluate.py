@@ -1,12 +1,12 @@
-"""kdc_model.evaluate: real COCOeval on synthetic ground truth: perfect predictions score AP 1,
+"""kdc_model.training.evaluate: real COCOeval on synthetic ground truth: perfect predictions score AP 1,
 none score 0, images without people are fine, and a broken annotation file is named."""
 import json
 
 import numpy as np
 import pytest
 
-from kdc_model.coco import image_people, load_annotations
-from kdc_model.evaluate import METRIC_KEYS, evaluate_predictions, format_metrics, main, result_to_coco
+from kdc_model.training.coco import image_people, load_annotations
+from kdc_model.training.evaluate import METRIC_KEYS, evaluate_predictions, format_metrics, main, result_to_coco
 from kdc_model.result import PoseSegResult
 from synthetic_coco import write_dataset
 

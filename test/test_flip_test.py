@@ -1,14 +1,14 @@
 """Test-time flip (Predictor flip_test): the maps of a mirrored image, mirrored back by
-kdc_model.heads.unmirror, are the maps of the image itself; a flip_test predictor averages both."""
+kdc_model.network.heads.unmirror, are the maps of the image itself; a flip_test predictor averages both."""
 import numpy as np
 import torch
 
 from kdc_model import load_model
-from kdc_model.config import ModelConfig
-from kdc_model.heads import HEAD_CHANNELS, unmirror
+from kdc_model.network.config import ModelConfig
+from kdc_model.network.heads import HEAD_CHANNELS, unmirror
 from kdc_model.skeleton import flip_keypoints
-from kdc_model.synthetic import make_scene
-from kdc_model.targets import encode_targets
+from kdc_model.training.synthetic import make_scene
+from kdc_model.training.targets import encode_targets
 
 
 def test_targets_of_the_mirrored_scene_unmirror_to_the_scene_s_own():

@@ -1,12 +1,12 @@
-"""BatchNorm folding for inference (kdc_model.fusion) and the torch runner that uses it: same outputs
+"""BatchNorm folding for inference (kdc_model.inference.fusion) and the torch runner that uses it: same outputs
 as the model in eval mode, the model itself untouched, and later in-place weight updates followed."""
 import torch
 from torch import nn
 
-from kdc_model.fusion import fused_for_inference
-from kdc_model.network import KDCNet
-from kdc_model.predictor import Predictor
-from kdc_model.runtime import TorchRunner
+from kdc_model.inference.fusion import fused_for_inference
+from kdc_model.network.kdcnet import KDCNet
+from kdc_model.inference.predictor import Predictor
+from kdc_model.inference.runtime import TorchRunner
 from test_predictor import SMALL
 
 

@@ -1,7 +1,7 @@
 """The CUDA path, run wherever CUDA is present (marker `gpu`; conftest skips these elsewhere, saying why).
 
 - Half precision gives the maps and people float32 gives.
-- backend "auto" on a CUDA device picks what kdc_model.backends says, for the reason it gives, and runs.
+- backend "auto" on a CUDA device picks what kdc_model.inference.backends says, for the reason it gives, and runs.
 - A real GPU out-of-memory inside the node (the GPU filled by the test) costs that frame only: it is
   counted as `oom`, nothing is published for it, and once memory is back the next frame is answered.
 """
@@ -15,9 +15,10 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from image_samples import encode
-from kdc_model import backends, load_model
-from kdc_model.heads import activate
-from kdc_model.synthetic import make_scene
+from kdc_model import load_model
+from kdc_model.inference import backends
+from kdc_model.network.heads import activate
+from kdc_model.training.synthetic import make_scene
 from node_helpers import camera_publisher, listen, start_node
 
 pytestmark = pytest.mark.gpu

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from sensor_msgs.msg import CompressedImage
 
 from image_samples import gradient_rgb
-from kdc_ros.image_header import MAX_JPEG_MARKERS, HeaderError, read_header
-from kdc_ros.image_io import DEFAULT_MAX_PIXELS, MAX_ASPECT_RATIO, ImageError, compressed_to_rgb, image_to_rgb
+from kdc_ros.node.image_header import MAX_JPEG_MARKERS, HeaderError, read_header
+from kdc_ros.node.image_io import DEFAULT_MAX_PIXELS, MAX_ASPECT_RATIO, ImageError, compressed_to_rgb, image_to_rgb
 
 HUGE = (32000, 32000)   # 1.0e9 pixels: what the 630-byte JPEG claimed
 

@@ -1,10 +1,10 @@
-"""kdc_ros.image_io: every supported encoding decodes to the known RGB array; bad input is refused
+"""kdc_ros.node.image_io: every supported encoding decodes to the known RGB array; bad input is refused
 with an ImageError that names the problem."""
 import numpy as np
 import pytest
 
 from image_samples import BAYER_ORDERS, compress, encode, expected_rgb, gradient_rgb, sample_rgb
-from kdc_ros.image_io import ImageError, compressed_to_rgb, image_to_rgb, rgb_to_image
+from kdc_ros.node.image_io import ImageError, compressed_to_rgb, image_to_rgb, rgb_to_image
 
 EXACT = ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16"]
 YUV = ["yuv422", "uyvy", "yuyv", "yuv422_yuy2"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kdc_ros import params
+from kdc_ros.node import params
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch" / "kdc.launch.py"

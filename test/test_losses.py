@@ -2,9 +2,9 @@
 import torch
 import torch.nn.functional as F
 
-from kdc_model.config import ModelConfig
-from kdc_model.heads import HEAD_CHANNELS, WEIGHT_CHANNELS
-from kdc_model.losses import kdc_loss
+from kdc_model.network.config import ModelConfig
+from kdc_model.network.heads import HEAD_CHANNELS, WEIGHT_CHANNELS
+from kdc_model.training.losses import kdc_loss
 
 
 def _batch(h=6, w=5):

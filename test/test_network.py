@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from kdc_model import CheckpointError, KDCNet, ModelConfig, load_backbone_weights
-from kdc_model.config import BACKBONES
-from kdc_model.heads import HEAD_CHANNELS
+from kdc_model.network.config import BACKBONES
+from kdc_model.network.heads import HEAD_CHANNELS
 
 
 @pytest.mark.parametrize("stride", [4, 8, 16])

@@ -18,10 +18,10 @@ from visualization_msgs.msg import Marker, MarkerArray
 from fixed_predictor import FixedPredictor
 from image_samples import encode
 from kdc_model import PoseSegResult
-from kdc_model.synthetic import random_pose
-from kdc_ros import params
-from kdc_ros.messages import pose_seg_from_result
-from kdc_ros.visualization import markers_3d_from_result
+from kdc_model.training.synthetic import random_pose
+from kdc_ros.node import params
+from kdc_ros.node.messages import pose_seg_from_result
+from kdc_ros.node.visualization import markers_3d_from_result
 from node_helpers import camera_publisher, listen, start_node
 from scripted_people import result_from_poses
 

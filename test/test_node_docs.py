@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fixed_predictor import FixedPredictor
-from kdc_ros import params
+from kdc_ros.node import params
 from kdc_ros.harness import NodeHarness
 
 ROOT = Path(__file__).resolve().parents[1]

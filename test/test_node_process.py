@@ -18,7 +18,7 @@ from std_msgs.msg import Header
 
 from image_samples import encode, gradient_rgb
 from kdc_model import KDCNet, ModelConfig, save_checkpoint
-from kdc_ros import params
+from kdc_ros.node import params
 from kdc_ros.harness import NodeHarness
 
 STARTUP_S = 120.0  # importing torch and building the model, on a loaded 2-core machine

@@ -11,13 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from kdc_model import backends
-from kdc_model.checkpoint import save_checkpoint
-from kdc_model.export import OUTPUT_NAMES, main as export_main, read_config
-from kdc_model.heads import HEAD_CHANNELS, LOGIT_HEADS
-from kdc_model.network import KDCNet
-from kdc_model.predictor import Predictor, load_model
-from kdc_model.targets import encode_targets
+from kdc_model.inference import backends
+from kdc_model.network.checkpoint import save_checkpoint
+from kdc_model.inference.export import OUTPUT_NAMES, main as export_main, read_config
+from kdc_model.network.heads import HEAD_CHANNELS, LOGIT_HEADS
+from kdc_model.network.kdcnet import KDCNet
+from kdc_model.inference.predictor import Predictor, load_model
+from kdc_model.training.targets import encode_targets
 from test_predictor import SIDE, SMALL, _scene, _to_network_input
 
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -127,7 +127,7 @@ def test_auto_picks_onnxruntime_on_cpu_and_falls_back_to_torch_without_it(monkey
 
 
 def test_the_node_parameter_refuses_an_unusable_backend():
-    from kdc_ros import params
+    from kdc_ros.node import params
 
     assert params.load_defaults()["backend"] == "auto"
     assert "not one of auto, torch, onnxruntime, tensorrt" in params.check_value("backend", "tflite")

@@ -25,12 +25,12 @@ import pytest
 import torch
 from torch import nn
 
-from kdc_model import runtime
-from kdc_model.checkpoint import save_checkpoint
-from kdc_model.export import export_onnx, onnx_bytes, weights_sha256
-from kdc_model.network import KDCNet
-from kdc_model.predictor import Predictor, load_model
-from kdc_model.private_files import read_private, write_atomic
+from kdc_model.inference import runtime
+from kdc_model.network.checkpoint import save_checkpoint
+from kdc_model.inference.export import export_onnx, onnx_bytes, weights_sha256
+from kdc_model.network.kdcnet import KDCNet
+from kdc_model.inference.predictor import Predictor, load_model
+from kdc_model.network.private_files import read_private, write_atomic
 from test_onnx import SceneNet
 from test_predictor import SIDE, SMALL, _scene
 

@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 from kdc_model import NamedWeights
-from kdc_model.checkpoint import CheckpointError, save_checkpoint
-from kdc_model.config import ModelConfig
-from kdc_model.heads import HEAD_CHANNELS, LOGIT_HEADS
-from kdc_model.network import KDCNet
-from kdc_model.predictor import Predictor, load_model
-from kdc_model.synthetic import make_scene
-from kdc_model.targets import encode_targets
+from kdc_model.network.checkpoint import CheckpointError, save_checkpoint
+from kdc_model.network.config import ModelConfig
+from kdc_model.network.heads import HEAD_CHANNELS, LOGIT_HEADS
+from kdc_model.network.kdcnet import KDCNet
+from kdc_model.inference.predictor import Predictor, load_model
+from kdc_model.training.synthetic import make_scene
+from kdc_model.training.targets import encode_targets
 
 SMALL = ModelConfig(input_size=160, output_stride=4, neck_channels=16, head_channels=16)
 SIDE = 160  # the letterbox side SMALL gives (160 is a multiple of 32)

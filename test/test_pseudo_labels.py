@@ -1,13 +1,13 @@
-"""kdc_model.pseudo_labels: a teacher fills only the keypoints the real labels leave out, matched to the
+"""kdc_model.training.pseudo_labels: a teacher fills only the keypoints the real labels leave out, matched to the
 right person; training reads the filled file and validation the real one."""
 import json
 
 import numpy as np
 import pytest
 
-from kdc_model.coco import AnnotationError
-from kdc_model.data import SourceSpec, load_sources, record_keypoint_labelled
-from kdc_model.pseudo_labels import MatchConfig, fill_annotations
+from kdc_model.training.coco import AnnotationError
+from kdc_model.training.data import SourceSpec, load_sources, record_keypoint_labelled
+from kdc_model.training.pseudo_labels import MatchConfig, fill_annotations
 from kdc_model.skeleton import NUM_KEYPOINTS
 
 BODY = list(range(5, 17))

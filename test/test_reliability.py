@@ -3,7 +3,7 @@ files, damaged bags. The README's Reliability section lists what is covered and 
 
 The fuzz tests send Hypothesis-generated Image / CompressedImage messages through real rclpy to a
 running node (FixedPredictor: the plumbing is under test, the model is not) one at a time, and check
-each outcome against kdc_ros.image_io run directly on the same message: a frame it refuses must be
+each outcome against kdc_ros.node.image_io run directly on the same message: a frame it refuses must be
 counted as rejected, a frame it accepts must be processed, nothing may fail or crash, and after
 every example the node must answer a valid frame. The default suite runs ~200 messages; the `long`
 variant thousands (KDC_FUZZ_EXAMPLES overrides the number of examples).
@@ -27,7 +27,7 @@ from builtin_interfaces.msg import Time
 
 from fixed_predictor import FixedPredictor
 from image_samples import compress, encode, gradient_rgb
-from kdc_ros.image_io import SUPPORTED_ENCODINGS, ImageError, compressed_to_rgb, image_to_rgb
+from kdc_ros.node.image_io import SUPPORTED_ENCODINGS, ImageError, compressed_to_rgb, image_to_rgb
 from node_helpers import camera_publisher, listen, log_lines, node_log, settled, stamp_key, start_node
 
 MAX_PIXELS = 1 << 20   # the fuzzed node's max_pixels: declared sizes above are refused before any work
@@ -384,7 +384,7 @@ def test_out_of_memory_on_a_giant_frame_drops_it_and_the_next_frame_is_answered(
 def test_out_of_memory_is_told_from_other_errors():
     import torch
 
-    from kdc_ros.faults import is_out_of_memory
+    from kdc_ros.node.faults import is_out_of_memory
 
     assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
     assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"))
@@ -427,7 +427,7 @@ def test_cuda_requested_but_absent_falls_back_to_cpu_or_stops_by_parameter(small
 def test_the_node_sets_its_inference_threads_when_it_builds_its_model(small_checkpoint, namespace):
     import torch
 
-    from kdc_model.backends import default_threads
+    from kdc_model.inference.backends import default_threads
 
     before = torch.get_num_threads()
     try:
@@ -440,7 +440,7 @@ def test_the_node_sets_its_inference_threads_when_it_builds_its_model(small_chec
 
 
 def test_default_threads_leave_a_core_free():
-    from kdc_model.backends import default_threads
+    from kdc_model.inference.backends import default_threads
 
     for cores, threads in ((0, 1), (1, 1), (2, 1), (4, 3), (64, 8)):
         assert default_threads(cores) == threads

@@ -18,17 +18,17 @@ from std_msgs.msg import Header
 from bag_samples import START_TIME, TOPIC, truncate, write_frame_folder
 from fixed_predictor import FixedPredictor
 from kdc_model import ModelConfig, load_model
-from kdc_ros import params
+from kdc_ros.node import params
 from kdc_ros.bags.image_bag import ImageBag
 from kdc_ros.bags.make_bag import write_image_bag
-from kdc_ros.messages import filter_result, pose_seg_from_result
+from kdc_ros.node.messages import filter_result, pose_seg_from_result
 from kdc_ros.harness import NodeHarness
 from kdc_ros.replay.cli import main as kdc_replay
 from kdc_ros.replay.live import node_topics, replay_live
 from kdc_ros.replay.offline import message_rgb, replay_offline
 from kdc_ros.replay.outputs import OVERLAY_TOPIC, POSE_SEG_TOPIC
 from kdc_ros.replay.pose_seg_result import result_from_pose_seg
-from kdc_ros.tracking_metrics import pose_seg_frames, tracking_summary
+from kdc_ros.replay.tracking_metrics import pose_seg_frames, tracking_summary
 
 STAGES = {"conversion", "preprocess", "network", "decode", "messages", "total"}
 
@@ -125,7 +125,7 @@ def test_offline_replay_outputs_match_the_model_frame_by_frame(footage):
 
 
 def test_offline_replay_publishes_what_the_node_publishes(footage, namespace):
-    """kdc-replay and the node turn a result into messages with one function (kdc_ros.frame_outputs):
+    """kdc-replay and the node turn a result into messages with one function (kdc_ros.node.frame_outputs):
     the same frames, fed one by one to a node, give the replay's PoseSeg, person ids included."""
     root, raw_bag, _ = footage
     replay_offline(raw_bag, TOPIC, root / "offline_vs_node", SceneDependentPredictor(), batch_size=3,
@@ -207,7 +207,7 @@ def test_live_replay_into_an_already_running_node(footage, namespace):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, small_model):
-    from kdc_model.checkpoint import save_checkpoint
+    from kdc_model.network.checkpoint import save_checkpoint
 
     path = tmp_path_factory.mktemp("model") / "small.safetensors"
     save_checkpoint(path, small_model.model, small_model.config)

@@ -1,5 +1,5 @@
 """Each setting is checked once, where it is defined, and the node asks that definition: input_size
-(kdc_model.config: a letterbox side; the node's 0 = the model's own), device (kdc_model.backends), and
+(kdc_model.network.config: a letterbox side; the node's 0 = the model's own), device (kdc_model.inference.backends), and
 the thresholds the node shares with the model's decoder (a node value below the decoder's is told)."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import torch
 from rclpy.parameter import Parameter
 
 from kdc_model import DecoderConfig, KDCNet, ModelConfig, load_model, save_checkpoint
-from kdc_model.backends import device_problem
-from kdc_model.config import input_size_problem
-from kdc_ros import params
+from kdc_model.inference.backends import device_problem
+from kdc_model.network.config import input_size_problem
+from kdc_ros.node import params
 from node_helpers import log_lines, node_log, start_node
 
 SMALL = ModelConfig(input_size=64, neck_channels=16, head_channels=16)

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from kdc_ros.stamp_cache import StampCache, stamp_ns
+from kdc_ros.node.stamp_cache import StampCache, stamp_ns
 
 MS = 1_000_000
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from kdc_model.heads import HEAD_CHANNELS, WEIGHT_CHANNELS, cell_centres
+from kdc_model.network.heads import HEAD_CHANNELS, WEIGHT_CHANNELS, cell_centres
 from kdc_model.skeleton import DIRECTED_EDGES
-from kdc_model.synthetic import make_scene
-from kdc_model.targets import encode_targets
+from kdc_model.training.synthetic import make_scene
+from kdc_model.training.targets import encode_targets
 
 
 

@@ -2,8 +2,8 @@
 import numpy as np
 
 from kdc_model import PoseSegResult
-from kdc_model.synthetic import random_pose
-from kdc_ros.tracking import PersonTracker, TrackerConfig, object_keypoint_similarity
+from kdc_model.training.synthetic import random_pose
+from kdc_ros.node.tracking import PersonTracker, TrackerConfig, object_keypoint_similarity
 from scripted_people import result_from_poses
 
 HEIGHT, WIDTH, FPS = 240, 480, 10.0

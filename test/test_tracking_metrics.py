@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from kdc_ros.tracking_metrics import box_iou, greedy_pairs, tracking_summary
+from kdc_ros.replay.tracking_metrics import box_iou, greedy_pairs, tracking_summary
 
 
 def box(x: float, y: float = 0.0, w: float = 10.0, h: float = 20.0):

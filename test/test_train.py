@@ -1,5 +1,5 @@
-"""python -m kdc_model.train end to end on a tiny generated dataset: a few steps, a checkpoint,
-an exact resume, validation metrics, then kdc_model.evaluate on the checkpoint. Under a minute."""
+"""python -m kdc_model.training.train end to end on a tiny generated dataset: a few steps, a checkpoint,
+an exact resume, validation metrics, then kdc_model.training.evaluate on the checkpoint. Under a minute."""
 import csv
 import json
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 import yaml
 
-from kdc_model import evaluate, train
-from kdc_model.checkpoint import load_checkpoint
+from kdc_model.training import evaluate, train
+from kdc_model.network.checkpoint import load_checkpoint
 from synthetic_coco import write_dataset
 
 RECIPE = {
@@ -128,7 +128,7 @@ def test_ema_weights_are_validated_saved_and_resumed_exactly(data_root, tmp_path
 def test_fine_tuning_carries_weights_to_a_smaller_disk_and_deeper_heads(data_root, tmp_path):
     """train.init_weights into a network with another disk radius and deeper heads: the same pixel
     offsets and maps come out before any step; other network changes are refused."""
-    from kdc_model.network import KDCNet
+    from kdc_model.network.kdcnet import KDCNet
 
     first, second = tmp_path / "first", tmp_path / "second"
     common = ["--config", data_root / "recipe.yaml", "--data-root", data_root]

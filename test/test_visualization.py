@@ -1,4 +1,4 @@
-"""kdc_ros.messages and kdc_ros.visualization as pure functions (no node, no DDS)."""
+"""kdc_ros.node.messages and kdc_ros.node.visualization as pure functions (no node, no DDS)."""
 from types import SimpleNamespace
 
 import numpy as np
@@ -6,9 +6,9 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
 from fixed_predictor import FixedPredictor
-from kdc_ros.latest_frame import LatestFrames
-from kdc_ros.messages import filter_result, pose_seg_from_result
-from kdc_ros.visualization import detections_from_result, draw_overlay, markers_from_result
+from kdc_ros.node.latest_frame import LatestFrames
+from kdc_ros.node.messages import filter_result, pose_seg_from_result
+from kdc_ros.node.visualization import detections_from_result, draw_overlay, markers_from_result
 
 HEADER = Header(frame_id="cam")
 

@@ -20,7 +20,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from tqdm import tqdm
 
-from ..image_io import rgb_to_image
+from ..node.image_io import rgb_to_image
 from .bag_writer import STORAGES, MessageBagWriter
 from .frame_source import FrameSourceError, open_frames
 

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from kdc_model.backends import BACKENDS, default_threads
+from kdc_model.inference.backends import BACKENDS, default_threads
 
 from . import SYSTEMS, run_producers
 from .output import format_stages, format_table, write_json, write_png
@@ -51,7 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="our weights: auto (packaged default, else random init), default, random, or a path")
     parser.add_argument("--device", default="cpu", help="our device (peers run on CPU)")
     parser.add_argument("--backend", nargs="+", default=["torch"], choices=BACKENDS,
-                        help="what runs our network, one row each (kdc_model.backends; default torch)")
+                        help="what runs our network, one row each (kdc_model.inference.backends; default torch)")
     parser.add_argument("--threads", type=int, default=default_threads(),
                         help="PyTorch intra-op threads for our rows and the ultralytics torch rows "
                              f"(default {default_threads()}: ultralytics' own rule, cpu_count - 1, at most 8; "
@@ -80,7 +80,7 @@ def load_frames(args) -> tuple:
         path = resolve_video(args.video)
         return video_frames(path, args.frames), {"kind": "real", "source": f"video {path}, evenly spread"}
     return (make_frames(args.frames, *args.frame_hw, seed=args.seed),
-            {"kind": "synthetic", "source": f"kdc_model.synthetic.make_scene, 1-6 people, seed {args.seed}"})
+            {"kind": "synthetic", "source": f"kdc_model.training.synthetic.make_scene, 1-6 people, seed {args.seed}"})
 
 
 def build_producers(args) -> dict:

@@ -2,7 +2,7 @@
 
 Every system — ours and the peers — is timed on the same RGB frames. On real footage the per-person
 work (decoding, NMS, masks) is what the people in it make it, and each row reports how many it found;
-synthetic scenes (kdc_model.synthetic.make_scene: 1-6 drawn people over a textured background) are
+synthetic scenes (kdc_model.training.synthetic.make_scene: 1-6 drawn people over a textured background) are
 for machines without the clip, and for tests.
 """
 from __future__ import annotations
@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_FRAME_SIZE = (480, 640)  # height, width: a VGA camera
-DEMO_VIDEO = "demo"              # --video demo: the clip `make demo` plays (kdc_ros.demo_footage)
+DEMO_VIDEO = "demo"              # --video demo: the clip `make demo` plays (kdc_ros.demo.footage)
 
 
 def make_frames(count: int, height: int = DEFAULT_FRAME_SIZE[0], width: int = DEFAULT_FRAME_SIZE[1],
                 seed: int = 0, max_people: int = 6) -> np.ndarray:
     """[count, height, width, 3] uint8 RGB frames, the same for a given seed."""
-    from kdc_model.synthetic import make_scene
+    from kdc_model.training.synthetic import make_scene
 
     rng = np.random.default_rng(seed)
     frames = []
@@ -65,7 +65,7 @@ def resolve_video(video: str) -> Path:
         if not path.is_file():
             raise FileNotFoundError(f"--video {video}: no such file")
         return path
-    from kdc_ros.demo_footage import fetch_vtest
+    from kdc_ros.demo.footage import fetch_vtest
 
     path = fetch_vtest()
     if path is None:

@@ -29,7 +29,7 @@ CAMERA_TOPIC = "camera/image_raw"  # in the bench's namespace, as the node's out
 def kdc_predictor(input_size: int, weights: str = "auto", device: str = "cpu", backend: str = "torch"):
     """(Predictor at `input_size`, description of its weights). weights: "auto" (the packaged default
     when installed, else random), "default", "random", or a checkpoint path. backend: what runs the
-    network (kdc_model.backends: torch, onnxruntime, ...); the export it may need is not timed.
+    network (kdc_model.inference.backends: torch, onnxruntime, ...); the export it may need is not timed.
     The network is built as load_model builds it for the node, whatever the side."""
     import torch
 
@@ -108,7 +108,7 @@ def kdc_node_row(frames, input_size: int, *, predictor=None, weights: str = "aut
     from std_msgs.msg import Header
 
     from ..harness import NodeHarness
-    from ..image_io import rgb_to_image
+    from ..node.image_io import rgb_to_image
 
     if predictor is None:
         predictor, weights = kdc_predictor(input_size, weights, device)

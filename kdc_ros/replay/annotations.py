@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import PurePath
 
 from kdc_model import PoseSegResult
-from kdc_model.coco import load_annotations
+from kdc_model.training.coco import load_annotations
 
 
 def frame_to_image(coco: dict, frame_names: list[str] | None) -> dict[int, int]:
@@ -36,7 +36,7 @@ def frame_to_image(coco: dict, frame_names: list[str] | None) -> dict[int, int]:
 
 class FrameEvaluation:
     """COCO keypoint and mask AP of the published results, gathered frame by frame: each annotated
-    frame's result becomes its COCO entries when it comes (RLE masks, kdc_model.evaluate), so a
+    frame's result becomes its COCO entries when it comes (RLE masks, kdc_model.training.evaluate), so a
     replay keeps no label maps and nothing at all of frames without annotations."""
 
     def __init__(self, annotations_path, frame_names: list[str] | None) -> None:
@@ -50,7 +50,7 @@ class FrameEvaluation:
 
     def add(self, frame_index: int, result: PoseSegResult) -> None:
         """The published result of frame `frame_index` (ignored unless it is annotated)."""
-        from kdc_model.evaluate import result_to_coco  # pycocotools only when asked
+        from kdc_model.training.evaluate import result_to_coco  # pycocotools only when asked
 
         if frame_index in self.mapping:
             self.predictions += result_to_coco(result, self.mapping[frame_index])
@@ -58,7 +58,7 @@ class FrameEvaluation:
     def report(self, replayed_frames: int) -> dict:
         """The metrics over the annotated frames among the first `replayed_frames` (a frame without a
         result there counts as one where nothing was found)."""
-        from kdc_model.evaluate import evaluate_predictions
+        from kdc_model.training.evaluate import evaluate_predictions
 
         image_ids = {i for f, i in self.mapping.items() if 0 <= f < replayed_frames}
         coco = self.coco
@@ -73,7 +73,7 @@ class FrameEvaluation:
 def evaluate_frames(annotations_path, frame_names: list[str] | None, replayed_frames: int,
                     results: dict[int, PoseSegResult]) -> dict:
     """COCO keypoint and mask AP of `results` ({frame index: published result}) over the annotated
-    frames among the first `replayed_frames`, with kdc_model.evaluate."""
+    frames among the first `replayed_frames`, with kdc_model.training.evaluate."""
     evaluation = FrameEvaluation(annotations_path, frame_names)
     for frame, result in results.items():
         evaluation.add(frame, result)

@@ -6,10 +6,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kdc_model.drawing import image_grid
+from kdc_model.inference.drawing import image_grid
 
 from ..bags.image_bag import ImageBag
-from ..image_io import image_to_rgb
+from ..node.image_io import image_to_rgb
 from .outputs import OVERLAY_TOPIC
 
 

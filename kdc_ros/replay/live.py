@@ -30,8 +30,8 @@ from tqdm import tqdm
 
 from ..bags.image_bag import ImageBag
 from ..harness import NodeHarness
-from ..image_io import ImageError, image_to_rgb
-from ..tracking_metrics import TrackingStats
+from ..node.image_io import ImageError, image_to_rgb
+from .tracking_metrics import TrackingStats
 from .annotations import FrameEvaluation
 from .latency import summarize
 from .offline import message_rgb

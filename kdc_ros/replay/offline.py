@@ -2,7 +2,7 @@
 
 Latency per frame and stage, in ms: conversion (message -> RGB), preprocess / network / decode (of
 the frame's batch: a frame waits for its whole batch), messages (thresholds, tracking, PoseSeg and
-overlay: kdc_ros.frame_outputs, what the node publishes), total (their sum). The first frame is run once before timing (model warm-up).
+overlay: kdc_ros.node.frame_outputs, what the node publishes), total (their sum). The first frame is run once before timing (model warm-up).
 throughput_fps is frames over the wall time of the whole loop, bag reading and writing included.
 
 Outputs are streamed: each frame's PoseSeg and overlay go to the output bag and the video as soon as
@@ -19,11 +19,11 @@ from pathlib import Path
 from sensor_msgs.msg import CompressedImage
 from tqdm import tqdm
 
-from .. import params
+from ..node import params
 from ..bags.image_bag import BagFrame, ImageBag
-from ..frame_outputs import CameraMemory, frame_outputs
-from ..image_io import ImageError, compressed_to_rgb, image_to_rgb
-from ..tracking_metrics import TrackingStats
+from ..node.frame_outputs import CameraMemory, frame_outputs
+from ..node.image_io import ImageError, compressed_to_rgb, image_to_rgb
+from .tracking_metrics import TrackingStats
 from .annotations import FrameEvaluation
 from .latency import StageTimes
 from .outputs import ReplayOutputs
@@ -103,7 +103,7 @@ def replay_offline(bag_path: str | Path, topic: str, out_dir: str | Path, predic
 
 @dataclass
 class NodeOutputs:
-    """The node's outputs of one camera (kdc_ros.frame_outputs) with `settings` (the node's parameters),
+    """The node's outputs of one camera (kdc_ros.node.frame_outputs) with `settings` (the node's parameters),
     made for the output bag: PoseSeg always, overlays when asked for."""
 
     settings: dict

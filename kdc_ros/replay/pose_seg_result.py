@@ -1,6 +1,6 @@
 """kdc_msgs/PoseSeg -> PoseSegResult: read back what the node published (for COCO evaluation and checks).
 
-The inverse of kdc_ros.messages.pose_seg_from_result; a PoseSeg without a mask gives an empty label map.
+The inverse of kdc_ros.node.messages.pose_seg_from_result; a PoseSeg without a mask gives an empty label map.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tracking_metrics import TrackingStats, pose_seg_frames, tracking_summary
+from .tracking_metrics import TrackingStats, pose_seg_frames, tracking_summary
 
 MAX_REJECTED_EXAMPLES = 10
 
@@ -50,7 +50,7 @@ def people_fields(people_per_frame) -> dict:
 
 
 def tracking_fields(pose_segs) -> dict:
-    """`tracking`: track lengths and id switches of the published ids (kdc_ros.tracking_metrics),
+    """`tracking`: track lengths and id switches of the published ids (kdc_ros.replay.tracking_metrics),
     over the PoseSeg messages in frame order, or a TrackingStats fed with them as they came."""
     if isinstance(pose_segs, TrackingStats):
         return {"tracking": pose_segs.summary()}
