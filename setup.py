@@ -24,6 +24,7 @@ setup(
     entry_points={
         "console_scripts": [
             "kdc_node = kdc_ros.node:main",
+            "kdc_lifecycle_node = kdc_ros.node.lifecycle:main",
             "kdc-bag = kdc_ros.bags.make_bag:main",
             "kdc-replay = kdc_ros.replay.cli:main",
         ],

@@ -82,13 +82,15 @@ class Recording:
 class NodeHarness:
     """A KdcNode (unless `running`) and a driver, both in `namespace`; use as a context manager.
 
-    predictor, parameters ({name: value}) and on_frame are the node's (KdcNode). running: drive a kdc
-    node already running in `namespace` instead of starting one. domain_id: the DDS domain (default:
-    ROS_DOMAIN_ID's). A node that refuses its parameters raises its ValueError here, cleaned up.
+    predictor, parameters ({name: value}) and on_frame are the node's (KdcNode). lifecycle: start a
+    KdcLifecycleNode instead, unconfigured (its transitions are the caller's: node.trigger_configure()
+    ...). running: drive a kdc node already running in `namespace` instead of starting one. domain_id:
+    the DDS domain (default: ROS_DOMAIN_ID's). A node that refuses its parameters raises its ValueError
+    here, cleaned up.
     """
 
     def __init__(self, predictor=None, *, namespace: str = "", parameters: dict | None = None,
-                 on_frame=None, running: bool = False, domain_id: int | None = None,
+                 on_frame=None, lifecycle: bool = False, running: bool = False, domain_id: int | None = None,
                  driver_name: str = "kdc_driver") -> None:
         self.namespace = "/" + namespace.strip("/") if namespace.strip("/") else ""
         self.context = rclpy.Context()
@@ -98,11 +100,12 @@ class NodeHarness:
         self._stop = threading.Event()
         try:
             if not running:
-                from .node.kdc_node import KdcNode  # the node pulls in the model stack; a driver alone does not
+                from .node import KdcLifecycleNode, KdcNode  # the model stack; a driver alone needs none
 
                 overrides = [Parameter(name, value=value) for name, value in (parameters or {}).items()]
-                self.node = KdcNode(predictor, context=self.context, namespace=self.namespace or None,
-                                    parameter_overrides=overrides, on_frame=on_frame)
+                node_class = KdcLifecycleNode if lifecycle else KdcNode
+                self.node = node_class(predictor, context=self.context, namespace=self.namespace or None,
+                                       parameter_overrides=overrides, on_frame=on_frame)
                 self.executor.add_node(self.node)
             self.driver = rclpy.create_node(driver_name, context=self.context, namespace=self.namespace or None)
             self.executor.add_node(self.driver)

@@ -4,10 +4,13 @@ latest-frame slot, the model's result turned into messages (frame_outputs: messa
 visualization), and diagnostics. `kdc_node` / `python -m kdc_ros.node` start it."""
 
 
-def __getattr__(name):
-    # Imported on first use: the tools import this package's converters without starting a node.
-    if name in ("KdcNode", "main"):
-        from . import kdc_node
+# Imported on first use: the tools import this package's converters without building a node.
+_LAZY = {"KdcNode": "kdc_node", "main": "kdc_node", "KdcLifecycleNode": "lifecycle"}
 
-        return getattr(kdc_node, name)
+
+def __getattr__(name):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -67,25 +67,31 @@ class Camera:
         return f"~/{self.name}/{topic}" if self.name else f"~/{topic}"
 
 
-class KdcNode(Node):
-    """The kdc node. `predictor` (callable RGB uint8 -> PoseSegResult) is built from the model/device/half
-    parameters when not given; tests and embedding applications pass their own. `on_frame(camera name,
-    stage milliseconds)` is called after each frame is published (benchmarks read the node's clock)."""
+class KdcRuntime:
+    """What the kdc node does, in the steps of a managed lifecycle, mixed into an rclpy node:
+    _declare (parameters, at construction), _configure (the model, the cameras and their publishers),
+    _activate (subscriptions, the inference worker, diagnostics), _deactivate (none of those) and
+    _cleanup (the model and publishers freed). KdcNode configures and activates as it is built;
+    KdcLifecycleNode (kdc_ros.node.lifecycle) on transitions.
 
-    def __init__(self, predictor=None, *, defaults: dict | None = None,
-                 on_frame: Callable[[str, dict], None] | None = None, **node_kwargs) -> None:
-        super().__init__(params.NODE_NAME, **node_kwargs)
+    `predictor` (callable RGB uint8 -> PoseSegResult) is built from the model/device/half parameters
+    when not given; tests and embedding applications pass their own. `on_frame(camera name, stage
+    milliseconds)` is called after each frame is published (benchmarks read the node's clock)."""
+
+    def _declare(self, defaults: dict | None, on_frame: Callable[[str, dict], None] | None) -> None:
         self.frames = LatestFrames()  # before anything can fail: destroy_node() closes it
-        self._worker = None
+        self._worker, self._timer, self._service = None, None, None
+        self.predictor, self.cameras, self.image_subscriptions, self._camera_subscriptions = None, [], [], []
         self.on_frame = on_frame
         self.settings = params.declare_parameters(self, defaults)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _configure(self, predictor=None) -> None:
         self.predictor = predictor if predictor is not None else self._load_predictor()
         self._warn_about_thresholds(self.settings)
         self.vision_msgs = import_vision_msgs()
         if self.vision_msgs is None:
             self.get_logger().info("vision_msgs is not installed: ~/detections (Detection2DArray) is off")
-
         topics = self.settings["image_topics"] or [self.settings["image_topic"]]
         names = [camera_name(t) for t in topics] if self.settings["image_topics"] else [""]
         if len(set(names)) != len(names):
@@ -95,14 +101,43 @@ class KdcNode(Node):
         cache = (self.settings["depth_cache_size"], self.settings["depth_cache_mb"] << 20)
         self.cameras = [Camera(name, topic, depth=DepthInput(*source, *cache) if source else None)
                         for name, topic, source in zip(names, topics, depth)]
-        self.image_subscriptions = [self._wire(camera) for camera in self.cameras]
+        for camera in self.cameras:
+            self._create_publishers(camera)
         self.diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(self.settings["diagnostics_period"], self._publish_diagnostics)
         self._create_enable_service()
 
+    def _activate(self) -> None:
+        self.frames = LatestFrames()
+        for camera in self.cameras:
+            self._subscribe(camera)
         self._worker = threading.Thread(target=self._run_worker, name="kdc_inference", daemon=True)
         self._worker.start()
+        self._timer = self.create_timer(self.settings["diagnostics_period"], self._publish_diagnostics)
         self.get_logger().info("listening on " + ", ".join(s.topic_name for s in self.image_subscriptions))
+
+    def _deactivate(self) -> None:
+        for subscription in self.image_subscriptions + self._camera_subscriptions:
+            self.destroy_subscription(subscription)
+        self.image_subscriptions, self._camera_subscriptions = [], []
+        self.frames.close()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=5.0)
+        self._worker = None
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+
+    def _cleanup(self) -> None:
+        for camera in self.cameras:
+            for publisher in camera.publishers.values():
+                self.destroy_publisher(publisher)
+        if self.cameras:
+            self.destroy_publisher(self.diagnostics_publisher)
+        if self._service is not None:
+            self.destroy_service(self._service)
+            self._service = None
+        self.cameras, self.predictor = [], None
+        release_cached_memory()  # the model's device memory goes back to the device
 
     # --- setup -------------------------------------------------------------------------------------
     def _load_predictor(self):
@@ -133,29 +168,34 @@ class KdcNode(Node):
                                f"{torch.get_num_threads()} threads)")
         return predictor
 
-    def _wire(self, camera: Camera):
+    def _create_publishers(self, camera: Camera) -> None:
         for topic, message_type in OUTPUT_TOPICS.items():
             camera.publishers[topic] = self.create_publisher(message_type, camera.output(topic), OUTPUT_QOS)
         if self.vision_msgs is not None:
             camera.publishers["detections"] = self.create_publisher(
                 self.vision_msgs.Detection2DArray, camera.output("detections"), OUTPUT_QOS)
+        if camera.depth is not None:
+            camera.publishers["markers_3d"] = self.create_publisher(MarkerArray, camera.output("markers_3d"),
+                                                                    OUTPUT_QOS)
+
+    def _subscribe(self, camera: Camera) -> None:
         reliability = {"best_effort": ReliabilityPolicy.BEST_EFFORT,
                        "reliable": ReliabilityPolicy.RELIABLE}[self.settings["reliability"]]
         input_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability)
         if camera.depth is not None:
-            camera.publishers["markers_3d"] = self.create_publisher(MarkerArray, camera.output("markers_3d"),
-                                                                    OUTPUT_QOS)
             # Depth frames wait in a stamp cache for their colour frame: a few may queue here too.
             depth_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=reliability)
-            self.create_subscription(Image, camera.depth.depth_topic, lambda msg: self._on_depth(camera, msg),
-                                     depth_qos)
-            self.create_subscription(CameraInfo, camera.depth.camera_info_topic, camera.depth.on_camera_info,
-                                     input_qos)
+            self._camera_subscriptions += [
+                self.create_subscription(Image, camera.depth.depth_topic, lambda msg: self._on_depth(camera, msg),
+                                         depth_qos),
+                self.create_subscription(CameraInfo, camera.depth.camera_info_topic, camera.depth.on_camera_info,
+                                         input_qos)]
         if self.settings["compressed"]:
             message_type, topic = CompressedImage, camera.input_topic.rstrip("/") + "/compressed"
         else:
             message_type, topic = Image, camera.input_topic
-        return self.create_subscription(message_type, topic, lambda msg: self._on_image(camera, msg), input_qos)
+        self.image_subscriptions.append(
+            self.create_subscription(message_type, topic, lambda msg: self._on_image(camera, msg), input_qos))
 
     def _create_enable_service(self) -> None:
         try:
@@ -163,7 +203,7 @@ class KdcNode(Node):
         except ImportError:
             self.get_logger().info("std_srvs is not installed: no ~/enable service; set the enable parameter")
             return
-        self.create_service(SetBool, "~/enable", self._on_enable)
+        self._service = self.create_service(SetBool, "~/enable", self._on_enable)
 
     # --- executor side -----------------------------------------------------------------------------
     def _on_image(self, camera: Camera, msg) -> None:
@@ -303,10 +343,20 @@ class KdcNode(Node):
         publisher = camera.publishers.get(topic)
         return publisher is not None and publisher.get_subscription_count() > 0
 
+
+
+class KdcNode(KdcRuntime, Node):
+    """The kdc node, working from the moment it is built (KdcRuntime says what it does)."""
+
+    def __init__(self, predictor=None, *, defaults: dict | None = None,
+                 on_frame: Callable[[str, dict], None] | None = None, **node_kwargs) -> None:
+        super().__init__(params.NODE_NAME, **node_kwargs)
+        self._declare(defaults, on_frame)
+        self._configure(predictor)
+        self._activate()
+
     def destroy_node(self) -> None:
-        self.frames.close()
-        if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout=5.0)
+        self._deactivate()
         super().destroy_node()
 
 
