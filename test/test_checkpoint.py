@@ -6,9 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from kdc_model.network.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from kdc_model.network.config import ModelConfig
-from kdc_model.network.kdcnet import KDCNet
+from kdc_model import CheckpointError, KDCNet, ModelConfig, load_checkpoint, save_checkpoint
 
 SMALL = dict(neck_channels=16, head_channels=16)
 

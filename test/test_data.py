@@ -9,7 +9,7 @@ from pycocotools import mask as mask_utils
 
 from kdc_model.training.augment import AugmentConfig, PeopleSample, flip_sample
 from kdc_model.training.coco import AnnotationError, decode_segmentation, image_people, load_annotations
-from kdc_model.network.config import ModelConfig
+from kdc_model import ModelConfig
 from kdc_model.training.copy_paste import cut_donor, paste_donor
 from kdc_model.training.data import SourceSpec, TrainingStream, load_sources, make_train_loader, record_sample, \
     sample_targets, validation_coco

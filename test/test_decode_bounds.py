@@ -14,56 +14,34 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdc_model.inference import decode
+from kdc_model import DecoderConfig, ModelConfig
+from kdc_model.inference.decode import DecodeWork, decode_people, pixel_axis, upsample_labels
 from kdc_model.training.synthetic import texture_maps
-from kdc_model.network.config import DecoderConfig, ModelConfig
 
 
-def _decode(maps, config: DecoderConfig, side: int, stride: int = 8, radius: float = 25.5):
-    return decode.decode_people(maps, stride=stride, radius=radius, config=config, image_size=(side, side))
+def _decode(maps, config: DecoderConfig, side: int, stride: int = 8, radius: float = 25.5, work=None):
+    return decode_people(maps, stride=stride, radius=radius, config=config, image_size=(side, side), work=work)
 
 
-def test_texture_maps_queue_at_most_max_peaks_and_group_at_most_max_candidates(monkeypatch):
+def test_texture_maps_queue_at_most_max_peaks_and_group_at_most_max_candidates():
     side = 320
     maps = texture_maps(ModelConfig(), side, side)
     config = DecoderConfig(max_peaks=300, max_candidates=40)
-    hough = decode.hough_maps(maps["heatmap"].numpy(), maps["short"].numpy(), stride=8, radius=25.5)
-    peaks = len(decode._peaks(decode._gaussian_blur(hough, config.pgo_sigmas), config.peak_threshold)[0])
-    assert peaks > 3 * config.max_peaks  # the caps must bind for this test to mean anything
-
-    grouped = []
-    group = decode._group
-
-    def recording_group(field, peak_types, *args, **kwargs):
-        people, states = group(field, peak_types, *args, **kwargs)
-        grouped.append((len(peak_types), len(people)))
-        return people, states
-
-    monkeypatch.setattr(decode, "_group", recording_group)
-    result = _decode(maps, config, side)
-    (queued, candidates), = grouped
-    assert queued == config.max_peaks
-    assert candidates == config.max_candidates  # the texture offers far more
+    work = DecodeWork()
+    result = _decode(maps, config, side, work=work)
+    assert work.peaks_found > 3 * config.max_peaks  # the caps must bind for this test to mean anything
+    assert work.peaks_queued == config.max_peaks
+    assert work.candidates == config.max_candidates  # the texture offers far more
     assert len(result) <= config.max_candidates
 
 
-def test_pieces_are_joined_among_the_first_merge_candidates_only(monkeypatch):
+def test_pieces_are_joined_among_the_first_merge_candidates_only():
     maps = texture_maps(ModelConfig(), 256, 256, spacing=6)
     config = DecoderConfig(max_candidates=100, merge_candidates=12)
-    checked = []
-    merge = decode._merge_pieces
-
-    def recording_merge(kp, state, *args, **kwargs):
-        checked.append(len(kp))
-        return merge(kp, state, *args, **kwargs)
-
-    monkeypatch.setattr(decode, "_merge_pieces", recording_merge)
-    grouped = []
-    group = decode._group
-    monkeypatch.setattr(decode, "_group", lambda *a, **k: grouped.append(group(*a, **k)) or grouped[-1])
-    _decode(maps, config, 256)
-    assert len(grouped[0][0]) > config.merge_candidates  # more candidates than are checked
-    assert checked == [config.merge_candidates]
+    work = DecodeWork()
+    _decode(maps, config, 256, work=work)
+    assert work.candidates > config.merge_candidates  # more candidates than are checked
+    assert work.merge_checked == config.merge_candidates
 
 
 def test_max_candidates_bounds_the_people_found():
@@ -82,8 +60,8 @@ def _full_resolution_labels(seg: np.ndarray, cells: np.ndarray, stride: int, siz
     h, w = seg.shape
     seg_up = F.interpolate(torch.from_numpy(seg)[None, None], size=(H, W), mode="bilinear",
                            align_corners=False)[0, 0].numpy()
-    i0, fv = decode._pixel_axis(H, h, stride)
-    j0, fu = decode._pixel_axis(W, w, stride)
+    i0, fv = pixel_axis(H, h, stride)
+    j0, fu = pixel_axis(W, w, stride)
     i1, j1 = np.minimum(i0 + 1, h - 1), np.minimum(j0 + 1, w - 1)
     corner_labels = [cells[i0][:, j0], cells[i0][:, j1], cells[i1][:, j0], cells[i1][:, j1]]
     v, u = fv[:, None], fu[None, :]
@@ -106,7 +84,7 @@ def test_masks_near_labelled_cells_equal_a_vote_over_every_pixel(seed):
         i, j = rng.integers(0, h - 3), rng.integers(0, w - 3)
         cells[i:i + rng.integers(2, 5), j:j + rng.integers(2, 5)] = person
     cells[seg < 0.3] = 0
-    label, pixels, seg_px = decode._upsample(seg, cells, stride, (h * stride, w * stride), 0.5)
+    label, pixels, seg_px = upsample_labels(seg, cells, stride, (h * stride, w * stride), 0.5)
     expected = _full_resolution_labels(seg, cells, stride, (h * stride, w * stride), 0.5)
     # Pixels within a float32 step of the threshold may go either way (PyTorch's vectorised
     # interpolation rounds differently); none are expected at these random values, but allow them.

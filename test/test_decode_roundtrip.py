@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
-from kdc_model.network.config import DecoderConfig
+from kdc_model import DecoderConfig
 from kdc_model.inference.decode import decode_people
 from kdc_model.skeleton import TREE_EDGES, flip_keypoints
 from kdc_model.training.synthetic import make_scene

@@ -7,7 +7,7 @@ import pytest
 
 from kdc_model.training.coco import image_people, load_annotations
 from kdc_model.training.evaluate import METRIC_KEYS, evaluate_predictions, format_metrics, main, result_to_coco
-from kdc_model.result import PoseSegResult
+from kdc_model import PoseSegResult
 from synthetic_coco import write_dataset
 
 

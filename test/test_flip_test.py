@@ -3,8 +3,7 @@ kdc_model.network.heads.unmirror, are the maps of the image itself; a flip_test 
 import numpy as np
 import torch
 
-from kdc_model import load_model
-from kdc_model.network.config import ModelConfig
+from kdc_model import ModelConfig, load_model
 from kdc_model.network.heads import HEAD_CHANNELS, unmirror
 from kdc_model.skeleton import flip_keypoints
 from kdc_model.training.synthetic import make_scene

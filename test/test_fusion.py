@@ -3,11 +3,10 @@ as the model in eval mode, the model itself untouched, and later in-place weight
 import torch
 from torch import nn
 
+from kdc_model import KDCNet, Predictor
 from kdc_model.inference.fusion import fused_for_inference
-from kdc_model.network.kdcnet import KDCNet
-from kdc_model.inference.predictor import Predictor
 from kdc_model.inference.runtime import TorchRunner
-from test_predictor import SMALL
+from perfect_maps import SMALL
 
 
 def _trained_looking_network() -> KDCNet:

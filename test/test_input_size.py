@@ -11,9 +11,8 @@ import onnxruntime
 import pytest
 import torch
 
-from kdc_model import ModelConfig, load_model, save_checkpoint
+from kdc_model import KDCNet, ModelConfig, load_model, save_checkpoint
 from kdc_model.inference.export import main as export_main
-from kdc_model.network.kdcnet import KDCNet
 from kdc_ros.bench.kdc import kdc_predictor
 
 TRAINED_AT = 64

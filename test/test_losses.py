@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from kdc_model.network.config import ModelConfig
+from kdc_model import ModelConfig
 from kdc_model.network.heads import HEAD_CHANNELS, WEIGHT_CHANNELS
 from kdc_model.training.losses import kdc_loss
 

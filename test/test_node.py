@@ -12,7 +12,7 @@ import pytest
 from kdc_msgs.msg import PoseSeg
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
-from visualization_msgs.msg import Marker, MarkerArray
+from visualization_msgs.msg import MarkerArray
 
 from fixed_predictor import FixedPredictor
 from image_samples import compress, encode, gradient_rgb

@@ -9,45 +9,19 @@ import json
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
+from kdc_model import KDCNet, Predictor, load_model, save_checkpoint
 from kdc_model.inference import backends
-from kdc_model.network.checkpoint import save_checkpoint
 from kdc_model.inference.export import OUTPUT_NAMES, main as export_main, read_config
-from kdc_model.network.heads import HEAD_CHANNELS, LOGIT_HEADS
-from kdc_model.network.kdcnet import KDCNet
-from kdc_model.inference.predictor import Predictor, load_model
-from kdc_model.training.targets import encode_targets
-from test_predictor import SIDE, SMALL, _scene, _to_network_input
+from kdc_model.inference.runtime import onnx_cache_path
+from kdc_model.network.heads import HEAD_CHANNELS
+from perfect_maps import SIDE, SMALL, SceneNet, people_scene
 
 onnxruntime = pytest.importorskip("onnxruntime")
 
 
-class SceneNet(nn.Module):
-    """KDCNet(SMALL) whose raw outputs have one scene's encoded targets added (broadcast over the batch)."""
-
-    def __init__(self, scene):
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = KDCNet(SMALL)
-        self.config = SMALL
-        box = Predictor(self.net, device="cpu").preprocess([scene.image])[1][0]
-        # Targets on a SIDE x SIDE canvas (the letterbox is anchored top-left); forward crops them to
-        # the input it gets, so the exported graph keeps free height and width axes.
-        keypoints, masks, ignore = _to_network_input(scene, box, (SIDE, SIDE))
-        targets = encode_targets(keypoints, masks, ignore, image_size=(SIDE, SIDE), stride=SMALL.output_stride,
-                                 radius=SMALL.radius)
-        for key in HEAD_CHANNELS:
-            target = torch.as_tensor(targets[key], dtype=torch.float32)[None]
-            self.register_buffer(key, (target * 2 - 1) * 12.0 if key in LOGIT_HEADS else target)
-
-    def forward(self, images):
-        raw = self.net(images)
-        return {key: raw[key] + getattr(self, key)[..., :raw[key].shape[-2], :raw[key].shape[-1]] for key in HEAD_CHANNELS}
-
-
 def test_backends_find_the_same_people():
-    scene = _scene(3, 150, 210, people=3)
+    scene = people_scene(3, 150, 210, people=3)
     network = SceneNet(scene)
     by_torch = Predictor(network, device="cpu")
     by_onnx = Predictor(network, device="cpu", backend="onnxruntime")
@@ -91,11 +65,11 @@ def test_load_model_caches_the_export_beside_the_checkpoint(tmp_path):
     checkpoint = tmp_path / "small.safetensors"
     save_checkpoint(checkpoint, KDCNet(SMALL), SMALL)
     predictor = load_model(checkpoint, device="cpu", backend="onnxruntime")
-    cached = sorted(tmp_path.glob("small.s160.*.onnx"))
-    assert len(cached) == 1 and read_config(cached[0]).to_dict() == SMALL.to_dict()
-    written = cached[0].stat().st_mtime_ns
-    again = load_model(checkpoint, device="cpu", backend="onnxruntime")  # reuses the cached file
-    assert cached[0].stat().st_mtime_ns == written
+    cached = onnx_cache_path(checkpoint, SIDE)
+    assert not predictor.runner.from_cache and cached.parent == checkpoint.parent.resolve()
+    assert read_config(cached).to_dict() == SMALL.to_dict()
+    again = load_model(checkpoint, device="cpu", backend="onnxruntime")
+    assert again.runner.from_cache, "the verified export beside the checkpoint is reused"
     image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
     assert predictor(image).label_map.shape == again(image).label_map.shape == (90, 120)
 
@@ -109,19 +83,17 @@ def test_an_unusable_backend_is_refused_with_the_reason():
     assert backends.backend_problem("torch") is None and backends.backend_problem("onnxruntime") is None
 
 
-def test_auto_picks_onnxruntime_on_cpu_and_falls_back_to_torch_without_it(monkeypatch):
+def test_auto_picks_onnxruntime_on_cpu_and_falls_back_to_torch_without_it():
     predictor = load_model(SMALL, device="cpu", backend="auto")
     assert predictor.backend == "onnxruntime" and predictor.runner.providers == ["CPUExecutionProvider"]
     assert "onnxruntime installed" in predictor.backend_reason
 
-    real_problem = backends.backend_problem
     missing = "backend {} needs the onnxruntime package (pip install onnxruntime), which is not installed"
-    monkeypatch.setattr(backends, "backend_problem",
-                        lambda name: missing.format(name) if name in ("onnxruntime", "tensorrt") else real_problem(name))
-    predictor = load_model(SMALL, device="cpu", backend="auto")
-    assert predictor.backend == "torch" and "falling back to torch" in predictor.backend_reason
-    assert "not installed" in predictor.backend_reason
-    assert backends.auto_backend("cuda") == ("torch", "CUDA device without ONNX Runtime's TensorRT provider")
+    without_onnxruntime = lambda name: missing.format(name) if name in ("onnxruntime", "tensorrt") else None
+    backend, reason = backends.auto_backend("cpu", problem=without_onnxruntime)
+    assert backend == "torch" and reason == "falling back to torch: " + missing.format("onnxruntime")
+    assert backends.auto_backend("cuda", problem=without_onnxruntime) == \
+        ("torch", "CUDA device without ONNX Runtime's TensorRT provider")
     assert backends.auto_backend("cuda", half=True)[0] == "torch"
     assert backends.auto_backend("mps")[0] == "torch"
 

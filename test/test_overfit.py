@@ -6,10 +6,8 @@ Budget: about 25 s of CPU time, one thread (150 Adam steps on a 4 x 128 x 128 ba
 import numpy as np
 import torch
 
-from kdc_model.network.config import ModelConfig
+from kdc_model import KDCNet, ModelConfig, Predictor
 from kdc_model.training.losses import kdc_loss
-from kdc_model.network.kdcnet import KDCNet
-from kdc_model.inference.predictor import Predictor
 from kdc_model.training.synthetic import make_scene
 from kdc_model.training.targets import encode_targets
 

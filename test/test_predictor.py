@@ -4,64 +4,14 @@ A LookupNetwork stands in for a perfectly trained KDCNet: for a known (letterbox
 the encoded targets of that image's people, so the test sees the real preprocessing, decoder and
 un-letterboxing recover known people.
 """
-import cv2
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from kdc_model import NamedWeights
-from kdc_model.network.checkpoint import CheckpointError, save_checkpoint
-from kdc_model.network.config import ModelConfig
+from kdc_model import CheckpointError, KDCNet, NamedWeights, Predictor, load_model, save_checkpoint
 from kdc_model.network.heads import HEAD_CHANNELS, LOGIT_HEADS
-from kdc_model.network.kdcnet import KDCNet
-from kdc_model.inference.predictor import Predictor, load_model
-from kdc_model.training.synthetic import make_scene
 from kdc_model.training.targets import encode_targets
-
-SMALL = ModelConfig(input_size=160, output_stride=4, neck_channels=16, head_channels=16)
-SIDE = 160  # the letterbox side SMALL gives (160 is a multiple of 32)
-
-
-class LookupNetwork(nn.Module):
-    """Returns the stored raw outputs of the stored input nearest each input: a 'perfect' network."""
-
-    def __init__(self, config):
-        super().__init__()
-        self.config = config
-        self.anchor = nn.Parameter(torch.zeros(()))  # gives .to()/.eval() a parameter to act on
-        self.inputs, self.outputs = [], []
-
-    def add(self, network_input, raw_outputs):
-        self.inputs.append(network_input)
-        self.outputs.append(raw_outputs)
-
-    def forward(self, images):
-        def distance(i, x):  # stored inputs of another letterbox shape never match
-            stored = self.inputs[i]
-            return float((stored - x).abs().max()) if stored.shape == x.shape else float("inf")
-
-        picks = [min(range(len(self.inputs)), key=lambda i: distance(i, x))
-                 for x in images]
-        return {k: torch.stack([self.outputs[i][k] for i in picks]) for k in HEAD_CHANNELS}
-
-
-def _to_network_input(scene, box, input_size):
-    """The scene's annotation moved into the letterboxed network input of size (H, W)."""
-    keypoints = scene.keypoints.copy()
-    scale = np.array([box.width / box.original_width, box.height / box.original_height])
-    labelled = keypoints[..., 2] > 0
-    keypoints[..., :2] = np.where(labelled[..., None], (keypoints[..., :2] + 0.5) * scale - 0.5, 0)
-
-    def place(mask):
-        resized = cv2.resize(mask.astype(np.uint8), (box.width, box.height), interpolation=cv2.INTER_NEAREST)
-        out = np.zeros(input_size, bool)
-        out[:box.height, :box.width] = resized > 0
-        return out
-
-    masks = np.stack([place(m) for m in scene.masks]) if len(scene.masks) else np.zeros((0, *input_size), bool)
-    return keypoints, masks, place(scene.ignore)
-
+from perfect_maps import SIDE, SMALL, LookupNetwork, people_scene, to_network_input
 
 
 def _perfect_predictor(scenes):
@@ -72,7 +22,7 @@ def _perfect_predictor(scenes):
     for scene in scenes:
         batch, (box,) = predictor.preprocess([scene.image])
         input_size = tuple(batch.shape[-2:])  # the letterbox: longer side SIDE, each side a multiple of 32
-        keypoints, masks, ignore = _to_network_input(scene, box, input_size)
+        keypoints, masks, ignore = to_network_input(scene, box, input_size)
         targets = encode_targets(keypoints, masks, ignore, image_size=input_size,
                                  stride=SMALL.output_stride, radius=SMALL.radius)
         raw = {k: torch.as_tensor(targets[k], dtype=torch.float32) for k in HEAD_CHANNELS}
@@ -80,13 +30,6 @@ def _perfect_predictor(scenes):
             raw[k] = (raw[k] * 2 - 1) * 12.0  # probabilities 0/1 -> confident logits
         network.add(batch[0], raw)
     return predictor
-
-
-def _scene(seed, height, width, people=2):
-    rng = np.random.default_rng(seed)
-    size = min(height, width)
-    return make_scene(rng, height, width, people, min_height=0.7 * size, max_height=0.95 * size,
-                      allow_outside=False, unlabelled_fraction=0.0, crowd_probability=0.0)
 
 
 def _match(result, scene):
@@ -101,7 +44,7 @@ def _match(result, scene):
 
 @pytest.mark.parametrize("height,width", [(240, 320), (300, 150), (160, 160)])
 def test_people_come_back_in_original_pixels(height, width):
-    scene = _scene(height + width, height, width)
+    scene = people_scene(height + width, height, width)
     result = _perfect_predictor([scene])(scene.image)
     assert result.label_map.shape == (height, width) and result.label_map.dtype == np.uint16
     assert len(result) == len(scene.keypoints)
@@ -119,7 +62,7 @@ def test_people_come_back_in_original_pixels(height, width):
 
 
 def test_batch_equals_single():
-    scenes = [_scene(1, 200, 120), _scene(2, 90, 250), _scene(3, 160, 160, people=3)]
+    scenes = [people_scene(1, 200, 120), people_scene(2, 90, 250), people_scene(3, 160, 160, people=3)]
     predictor = _perfect_predictor(scenes)
     images = [s.image for s in scenes]
     batch = predictor.predict_batch(images)

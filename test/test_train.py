@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from kdc_model.training import evaluate, train
-from kdc_model.network.checkpoint import load_checkpoint
+from kdc_model import load_checkpoint
 from synthetic_coco import write_dataset
 
 RECIPE = {

@@ -57,17 +57,18 @@ def check_backend(name: str) -> str:
     return name
 
 
-def auto_backend(device_type: str, half: bool = False) -> tuple[str, str]:
-    """(backend, why) that "auto" picks for a device type ("cpu", "cuda", "mps", ...)."""
+def auto_backend(device_type: str, half: bool = False, problem=backend_problem) -> tuple[str, str]:
+    """(backend, why) that "auto" picks for a device type ("cpu", "cuda", "mps", ...). problem(name):
+    why a backend cannot run here (default backend_problem, which looks at this machine)."""
     if device_type == "cpu":
-        problem = backend_problem("onnxruntime")
-        if problem is None:
+        reason = problem("onnxruntime")
+        if reason is None:
             return "onnxruntime", "CPU device and onnxruntime installed"
-        return "torch", f"falling back to torch: {problem}"
+        return "torch", f"falling back to torch: {reason}"
     if device_type == "cuda":
         if half:  # the ONNX backends run float32 only
             return "torch", "half precision on CUDA runs in torch"
-        if backend_problem("tensorrt") is None:
+        if problem("tensorrt") is None:
             return "tensorrt", "CUDA device and ONNX Runtime's TensorRT provider present"
         return "torch", "CUDA device without ONNX Runtime's TensorRT provider"
     return "torch", f"{device_type} device"

@@ -19,6 +19,7 @@ keypoint of the same type a few pixels away barely count, so crowded people stay
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -487,7 +488,7 @@ def _cell_labels(seg: np.ndarray, embed: np.ndarray, kp: np.ndarray, weight: np.
     return labels
 
 
-def _pixel_axis(n_px: int, n_cells: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+def pixel_axis(n_px: int, n_cells: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel along an axis: the cell at or before it (clamped to the map), and the float32
     fraction of the way to the next one: PyTorch's bilinear (align_corners=False) source index."""
     u = (np.arange(n_px, dtype=np.float32) - (stride - 1) / 2.0) / stride
@@ -495,8 +496,8 @@ def _pixel_axis(n_px: int, n_cells: int, stride: int) -> tuple[np.ndarray, np.nd
     return a0, np.clip(u - a0.astype(np.float32), 0, 1)
 
 
-def _upsample(seg: np.ndarray, cell_labels: np.ndarray, stride: int, image_size: tuple[int, int],
-              seg_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def upsample_labels(seg: np.ndarray, cell_labels: np.ndarray, stride: int, image_size: tuple[int, int],
+                    seg_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Instance labels at input resolution: (label [H, W], the flat indices of its labelled pixels in
     raster order, their segmentation probability).
 
@@ -518,8 +519,8 @@ def _upsample(seg: np.ndarray, cell_labels: np.ndarray, stride: int, image_size:
     right = np.minimum(np.arange(w) + 1, w - 1)
     corners = np.stack([cell_labels, cell_labels[:, right], cell_labels[below],
                         cell_labels[below][:, right]]).reshape(4, -1)            # [4, blocks]
-    i0, fv = _pixel_axis(H, h, stride)
-    j0, fu = _pixel_axis(W, w, stride)
+    i0, fv = pixel_axis(H, h, stride)
+    j0, fu = pixel_axis(W, w, stride)
     block_on = (corners > 0).any(axis=0).reshape(h, w)
     at = np.flatnonzero(np.take(np.take(block_on, i0, axis=0), j0, axis=1))  # pixels of those blocks
     if not len(at):
@@ -590,22 +591,36 @@ def _mask_stats(label: np.ndarray, pixels: np.ndarray, seg_px: np.ndarray,
     return count, seg_sum[1:] / np.maximum(count, 1).astype(np.float32), box.astype(np.float64)
 
 
+@dataclass
+class DecodeWork:
+    """How much work one decode did, counted where each bound of DecoderConfig applies."""
+
+    peaks_found: int = 0       # peaks above peak_threshold
+    peaks_queued: int = 0      # of them, grouped: at most max_peaks
+    candidates: int = 0        # people grouped: at most max_candidates
+    merge_checked: int = 0     # people checked for pieces of one person: at most merge_candidates
+
+
 def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, config: DecoderConfig,
-                  image_size: tuple[int, int]) -> PoseSegResult:
+                  image_size: tuple[int, int], work: DecodeWork | None = None) -> PoseSegResult:
     """Decode ACTIVATED maps ([C, h, w], any device) of one image into people, in input pixels.
+    `work`, when given, is filled with what this decode did (DecodeWork).
 
     Decoding runs on the host: the maps are small, and NumPy (or a torch CPU op) on them costs far
     less than dispatching device kernels for every step.
     """
+    work = work if work is not None else DecodeWork()
     H, W = image_size
     host = {k: v.detach().float().cpu() for k, v in maps.items()}
     heat, short = host["heatmap"].numpy(), host["short"].numpy()
     hough = _gaussian_blur(hough_maps(heat, short, stride=stride, radius=radius), config.pgo_sigmas)
     pk, pi, pj = _peaks(hough, config.peak_threshold)
+    work.peaks_found = len(pk)
     if not len(pk):
         return PoseSegResult.empty(H, W)
     order = np.argsort(-hough[pk, pi, pj], kind="stable")[: config.max_peaks]  # best first; ties in map order
     pk, pi, pj = pk[order], pi[order], pj[order]
+    work.peaks_queued = len(pk)
     field = _VoteField(heat, short, host["mid"].numpy(), stride=stride, radius=radius,
                        bandwidth=config.vote_bandwidth)
     off = (stride - 1) / 2.0
@@ -613,10 +628,12 @@ def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, 
     peak_pos = field.refine(pk, peak_pos, config.refine_steps + 1)
     match_radius = config.match_radius * max(H, W) / REFERENCE_INPUT
     kp, state = _group(field, pk, peak_pos, config, match_radius)
+    work.candidates = len(kp)
     if not len(kp):
         return PoseSegResult.empty(H, W)
     if config.merge_distance > 0:
         n = config.merge_candidates
+        work.merge_checked = min(n, len(kp))
         merged, merged_state = _merge_pieces(kp[:n], state[:n], host["seg"][0].numpy(), host["embed"].numpy(),
                                              stride=stride, seg_threshold=config.seg_threshold,
                                              max_distance=config.merge_distance)
@@ -650,7 +667,7 @@ def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, 
     centroid_w = np.where((conf >= config.centroid_min_confidence) & ~shared, conf, 0.0)
     seg = host["seg"][0].numpy()
     cells = _cell_labels(seg, host["embed"].numpy(), kp, centroid_w, scale, stride=stride, config=config)
-    label, pixels, seg_px = _upsample(seg, cells, stride, (H, W), config.seg_threshold)
+    label, pixels, seg_px = upsample_labels(seg, cells, stride, (H, W), config.seg_threshold)
 
     count, mask_scores, mask_box = _mask_stats(label, pixels, seg_px, len(kp))
     has_mask = count > 0

@@ -67,7 +67,8 @@ class OnnxRunner:
     """The network exported to ONNX (batch, height and width axes free) in an onnxruntime InferenceSession.
 
     `onnx` is a cache file (cached_export: used only when verified to be the export of `model`, else
-    exported again and rewritten, never an error); None exports in memory. Providers: TensorRT for
+    exported again and rewritten, never an error); None exports in memory. `from_cache` says whether
+    the verified file runs (else the network was exported now). Providers: TensorRT for
     backend "tensorrt"; CUDA when `device` is CUDA and onnxruntime has it (else CPU, with a warning);
     CPU otherwise. Intra-op threads follow torch.get_num_threads(), so
     the two backends compare at equal threads.
@@ -85,12 +86,13 @@ class OnnxRunner:
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = self._providers(onnxruntime)
-        self.session = None
+        self.session, self.from_cache = None, False
         if onnx is not None:
             cached = cached_export(Path(onnx), model, input_side)
             if cached is not None:
                 try:
                     self.session = onnxruntime.InferenceSession(cached, options, providers=providers)
+                    self.from_cache = True
                 except Exception as err:  # e.g. InvalidProtobuf: a bad cache file costs an export, nothing more
                     warnings.warn(f"cached ONNX export {onnx} does not load ({_first_line(err)}); exporting "
                                   f"again", RuntimeWarning, stacklevel=2)
@@ -134,7 +136,7 @@ def onnx_cache_path(checkpoint: str | Path, input_side: int) -> Path | None:
     The name holds a digest of the checkpoint's bytes, the side and the exporter, so a changed
     checkpoint or exporter never reuses a stale file."""
     checkpoint = Path(checkpoint)
-    digest = hashlib.sha256(f"{_exporter()} {input_side}\n".encode())
+    digest = hashlib.sha256(f"{exporter_id()} {input_side}\n".encode())
     with checkpoint.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
@@ -162,7 +164,7 @@ def cached_export(path: Path, model: torch.nn.Module, input_side: int) -> bytes 
     problem = folder_problem(path.parent)
     if problem is None:
         try:
-            claim = json.loads(read_private(_claim_path(path), MAX_CLAIM_BYTES))
+            claim = json.loads(read_private(claim_path(path), MAX_CLAIM_BYTES))
             data = read_private(path, MAX_ONNX_BYTES)
             problem = _claim_problem(claim, _expected_claim(model, input_side), hashlib.sha256(data).hexdigest())
         except FileNotFoundError:
@@ -185,7 +187,7 @@ def store_export(path: Path, model: torch.nn.Module, input_side: int, data: byte
         if problem is not None:
             raise UntrustedFile(problem)
         write_atomic(path, data)
-        write_atomic(_claim_path(path), json.dumps(claim, indent=1).encode())
+        write_atomic(claim_path(path), json.dumps(claim, indent=1).encode())
     except OSError as err:
         warnings.warn(f"could not cache the ONNX export at {path} ({err}); using it from memory",
                       RuntimeWarning, stacklevel=4)
@@ -193,16 +195,18 @@ def store_export(path: Path, model: torch.nn.Module, input_side: int, data: byte
     return True
 
 
-def _exporter() -> str:
+def exporter_id() -> str:
+    """What made an export (format, opset, exporter, torch version): part of the cache file's name and claim."""
     return f"{EXPORT_FORMAT_TAG} free-size torch {torch.__version__}"
 
 
-def _claim_path(path: Path) -> Path:
+def claim_path(path: Path) -> Path:
+    """The claim of a cached export (<name>.onnx.json): what the export is of, checked before it runs."""
     return path.with_name(path.name + ".json")
 
 
 def _expected_claim(model: torch.nn.Module, input_side: int) -> dict:
-    return {"exporter": _exporter(), "input_side": input_side, "weights_sha256": weights_sha256(model)}
+    return {"exporter": exporter_id(), "input_side": input_side, "weights_sha256": weights_sha256(model)}
 
 
 def _claim_problem(claim, expected: dict, onnx_sha256: str) -> str | None:

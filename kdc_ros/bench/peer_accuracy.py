@@ -76,10 +76,11 @@ def split_counts(coco_gt: dict) -> dict:
             "people_with_keypoints": len(with_keypoints)}
 
 
-def yolo_rows(coco_gt: dict, paths: dict, sizes: list[int], work_dir: Path, threads: int, log=print) -> list[dict]:
+def yolo_rows(coco_gt: dict, paths: dict, sizes: list[int], work_dir: Path, threads: int, log=print,
+              venv_root: Path | None = None) -> list[dict]:
     from .yolo_keypoints import yolo_keypoints
 
-    output = yolo_keypoints(paths, sizes, work_dir, threads, log=log)
+    output = yolo_keypoints(paths, sizes, work_dir, threads, log=log, venv_root=venv_root)
     shapes = {image["id"]: (image["height"], image["width"]) for image in coco_gt["images"]}
     rows = []
     for size in sizes:
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="our model's checkpoint (skipped when the file is absent)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of both models")
     parser.add_argument("--no-yolo", action="store_true", help="only our model")
+    parser.add_argument("--venv-root", type=Path, default=None, help="peer venvs (default build/bench-venvs)")
     args = parser.parse_args(argv)
 
     groups = validation_groups(args.data_root, args.config, args.overrides)
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_yolo:
             try:
                 rows += yolo_rows(coco_gt, paths, sizes, args.out / "work" / group, args.threads,
-                                  log=lambda m: print(m, file=sys.stderr))
+                                  log=lambda m: print(m, file=sys.stderr), venv_root=args.venv_root)
             except Exception as err:  # noqa: BLE001 - our row still comes
                 rows += [{"system": "yolo11n-pose", "input": s, "error": f"{type(err).__name__}: {err}"} for s in sizes]
         if args.checkpoint.is_file():

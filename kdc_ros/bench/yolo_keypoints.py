@@ -12,10 +12,10 @@ from pathlib import Path
 
 
 def yolo_keypoints(paths: dict[int, Path], sizes: list[int], work_dir: Path, threads: int,
-                   conf: float | None = None, log=print) -> dict:
+                   conf: float | None = None, log=print, venv_root: Path | None = None) -> dict:
     """{"meta": {...}, "people": {str(size): {str(id): {"keypoints", "boxes", "scores"}}}} for the
-    images `paths` ({id: file}) at each input size; conf: the runner's score floor (None: its default).
-    Raises RuntimeError (with the runner's last lines) when the venv or the runner fails."""
+    images `paths` ({id: file}) at each input size; conf: the runner's score floor (None: its default);
+    venv_root: where the peer venvs live (default venvs.default_root()). Raises RuntimeError (with the runner's last lines) when the venv or the runner fails."""
     from . import venvs
     from .peers import RUNNERS, clean_env
 
@@ -28,7 +28,7 @@ def yolo_keypoints(paths: dict[int, Path], sizes: list[int], work_dir: Path, thr
         return json.loads(people_file.read_text())  # the same images, sizes and floor: the teacher ran already
     request_file.unlink(missing_ok=True)
     images_file.write_text(json.dumps(images))
-    python = venvs.ensure_venv(venvs.PEER_VENVS["ultralytics"], log=log)
+    python = venvs.ensure_venv(venvs.PEER_VENVS["ultralytics"], venv_root, log=log)
     command = [str(python), str(RUNNERS / "ultralytics_keypoints.py"), "--images", str(images_file),
                "--sizes", ",".join(map(str, sizes)), "--work-dir", str(work_dir / "ultralytics"),
                "--out", str(people_file), "--threads", str(threads)]
