@@ -1,4 +1,6 @@
-"""The `kdc` node: camera images in, kdc_msgs/PoseSeg + RViz overlays out. Wiring only.
+"""The `kdc` node: camera images in, kdc_msgs/PoseSeg + RViz overlays out. Wiring only: a frame's
+messages are made by kdc_ros.node.frame_outputs. KdcRuntime is what the node does, in lifecycle steps;
+KdcNode runs them as it is built, KdcLifecycleNode (kdc_ros.node.lifecycle) on transitions.
 
 Subscription callbacks only park the newest frame (kdc_ros.node.latest_frame); one worker thread runs the
 shared model on whichever camera waited longest, so inference never blocks the executor and a slow
