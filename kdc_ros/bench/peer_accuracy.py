@@ -95,7 +95,8 @@ def yolo_rows(coco_gt: dict, paths: dict, sizes: list[int], work_dir: Path, thre
     return rows
 
 
-def kdc_row(coco_gt: dict, paths: dict, checkpoint: Path, threads: int, input_size: int | None = None) -> dict:
+def kdc_row(coco_gt: dict, paths: dict, checkpoint: Path, threads: int, input_size: int | None = None,
+            flip_test: bool = False) -> dict:
     import torch
 
     from kdc_model.training.evaluate import evaluate_model
@@ -104,13 +105,13 @@ def kdc_row(coco_gt: dict, paths: dict, checkpoint: Path, threads: int, input_si
     from safetensors import safe_open
 
     torch.set_num_threads(threads)
-    predictor = load_model(checkpoint, device="cpu", input_size=input_size)
+    predictor = load_model(checkpoint, device="cpu", input_size=input_size, flip_test=flip_test)
     metrics, _, _ = evaluate_model(predictor, coco_gt, paths)
     step = None
     if checkpoint.suffix == ".safetensors":
         with safe_open(str(checkpoint), "pt") as f:
             step = (f.metadata() or {}).get("step")
-    return {"system": "kdc_model", "input": predictor.input_side, **metrics, "weights": str(checkpoint),
+    return {"system": "kdc_model+flip" if flip_test else "kdc_model", "input": predictor.input_side, **metrics, "weights": str(checkpoint),
             "step": None if step is None else int(step), "threads": threads}
 
 
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="our model's checkpoint (skipped when the file is absent)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of both models")
     parser.add_argument("--no-yolo", action="store_true", help="only our model")
+    parser.add_argument("--flip-test-sizes", default="", help="input sizes at which our model also runs with "
+                        "test-time flip (load_model(flip_test=True)), e.g. 320")
     parser.add_argument("--venv-root", type=Path, default=None, help="peer venvs (default build/bench-venvs)")
     args = parser.parse_args(argv)
 
@@ -161,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.checkpoint.is_file():
             print(f"[peer_accuracy] kdc_model {args.checkpoint} on {group}", file=sys.stderr)
             rows += [kdc_row(coco_gt, paths, args.checkpoint, args.threads, size) for size in sizes]
+            rows += [kdc_row(coco_gt, paths, args.checkpoint, args.threads, int(size), flip_test=True)
+                     for size in args.flip_test_sizes.split(",") if size]
         report["groups"][group] = {"validation": counts, "rows": rows}
         all_rows += rows
         print(f"\n== {group}: {counts['images']} images, {counts['people']} people; keypoint AP over "
