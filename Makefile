@@ -39,7 +39,8 @@ $(VENV)/.requirements-train: requirements-train.txt
 # The bundled default model as it was made (docs/training.md, entries 1-3): the teacher's labels;
 # run s3, a 128-channel neck and heads on the backbone of the previous default (commit 4ab336a, from
 # git), to step 2,300 of a 6,000-step schedule with the paper's disk; run s4 from s3's EMA weights with
-# the recipe's smaller disk; packaged into kdc_model/weights/. Each step resumes or is skipped when its
+# the recipe's smaller disk; run s5, a warm restart of s4, whose best validated weights are packaged
+# into kdc_model/weights/. Each step resumes or is skipped when its
 # output exists, so an interrupted run continues. (s3 itself ran its first 1,000 steps without the
 # teacher's labels and a fixed EMA decay: this reproduces it closely, not bit for bit.)
 TRAIN := python -m kdc_model.training.train
@@ -48,6 +49,8 @@ S3 := --backbone-weights runs/prev_default.safetensors --set model.disk_radius=3
 	--set train.warmup_steps=300 --stop-at 2300
 S4 := --set train.init_weights=runs/s3/last.safetensors --set train.steps=3800 --set train.warmup_steps=100 \
 	--set train.lr=5e-4
+S5 := --set train.init_weights=runs/s4/last.safetensors --set train.steps=2200 --set train.warmup_steps=50 \
+	--set train.lr=3e-4 --set train.val_every=1100
 train-default: train-setup
 	mkdir -p runs
 	test -s runs/prev_default.safetensors || git show $(PREVIOUS_DEFAULT):kdc_model/weights/kdc_default.safetensors \
@@ -58,7 +61,9 @@ train-default: train-setup
 		else $(TRAIN) --data-root $(DATA) --out runs/s3 --pseudo-labels runs/pseudo_labels $(S3); fi
 	source ./env.sh && if test -f runs/s4/state.pt; then $(TRAIN) --out runs/s4 --resume; \
 		else $(TRAIN) --data-root $(DATA) --out runs/s4 --pseudo-labels runs/pseudo_labels $(S4); fi
-	source ./env.sh && python scripts/package_default_weights.py runs/s4/last.safetensors
+	source ./env.sh && if test -f runs/s5/state.pt; then $(TRAIN) --out runs/s5 --resume; \
+		else $(TRAIN) --data-root $(DATA) --out runs/s5 --pseudo-labels runs/pseudo_labels $(S5); fi
+	source ./env.sh && python scripts/package_default_weights.py runs/s5/best.safetensors
 
 env.sh: scripts/make_env.sh Makefile
 	scripts/make_env.sh $(VENV) $(PREFIX) > $@
