@@ -364,12 +364,17 @@ class KdcNode(KdcRuntime, Node):
 
 def main(args=None) -> int:
     """Entry point of `kdc_node` / `python -m kdc_ros.node`; exit status 1 when startup fails."""
+    return spin_node(KdcNode, args)
+
+
+def spin_node(node_class, args=None) -> int:
+    """Start `node_class()` and spin it until shutdown; exit status 1 (one fatal line) when it refuses
+    to start, 0 after Ctrl-C or an external shutdown."""
     rclpy.init(args=args)
-    logger = rclpy.logging.get_logger(params.NODE_NAME)
     try:
-        node = KdcNode()
+        node = node_class()
     except ValueError as err:  # kdc_model's CheckpointError (missing/corrupt file) or a bad parameter
-        logger.fatal(f"cannot start: {err}")
+        rclpy.logging.get_logger(params.NODE_NAME).fatal(f"cannot start: {err}")
         rclpy.try_shutdown()
         return 1
     try:

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from . import params
-from .kdc_node import KdcRuntime
+from .kdc_node import KdcRuntime, spin_node
 
 
 class KdcLifecycleNode(KdcRuntime, LifecycleNode):
@@ -63,18 +61,4 @@ class KdcLifecycleNode(KdcRuntime, LifecycleNode):
 
 def main(args=None) -> int:
     """Entry point of `kdc_lifecycle_node`; exit status 1 when a parameter is refused at start."""
-    rclpy.init(args=args)
-    try:
-        node = KdcLifecycleNode()
-    except ValueError as err:
-        rclpy.logging.get_logger(params.NODE_NAME).fatal(f"cannot start: {err}")
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(KdcLifecycleNode, args)
