@@ -148,3 +148,32 @@ def test_fine_tuning_carries_weights_to_a_smaller_disk_and_deeper_heads(data_roo
     with pytest.raises(ValueError, match="head_depth only upward"):
         train.main([*map(str, common), "--out", str(tmp_path / "third"), "--no-progress",
                     "--set", f"train.init_weights={second / 'last.safetensors'}"])
+
+
+def test_frozen_batchnorm_trains_with_the_running_statistics(data_root, tmp_path):
+    """train.frozen_batchnorm: BatchNorm normalises with (and keeps) the running statistics of the
+    start weights, as inference does; other weights still learn. Without it the statistics move."""
+    first = tmp_path / "first"
+    common = ["--config", data_root / "recipe.yaml", "--data-root", data_root]
+    _run(*common, "--out", first, "--stop-at", 2)
+    _, start = load_checkpoint(first / "last.safetensors")
+    stats = [k for k in start if k.endswith("running_mean") or k.endswith("running_var")]
+    for frozen in (True, False):
+        out = tmp_path / f"frozen_{frozen}"
+        _run(*common, "--out", out, "--stop-at", 2, "--set", f"train.init_weights={first / 'last.safetensors'}",
+             "--set", f"train.frozen_batchnorm={str(frozen).lower()}")
+        _, after = load_checkpoint(out / "last.safetensors")
+        assert all(torch.equal(after[k], start[k]) for k in stats) == frozen
+        assert not torch.equal(after["heads.short.out.weight"], start["heads.short.out.weight"])
+
+
+def test_a_recipe_decoder_section_is_stored_with_the_weights(data_root, tmp_path):
+    """model.decoder in a recipe: the decoder calibrated for that network travels in its checkpoints
+    (unnamed settings keep DecoderConfig's defaults)."""
+    from kdc_model.network.config import DecoderConfig
+
+    _run("--config", data_root / "recipe.yaml", "--data-root", data_root, "--out", tmp_path / "run",
+         "--stop-at", 1, "--set", "model.decoder.vote_bandwidth=4.5", "--set", "model.decoder.mask_sigma=0.4")
+    config, _ = load_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert (config.decoder.vote_bandwidth, config.decoder.mask_sigma) == (4.5, 0.4)
+    assert config.decoder.mid_consistency == DecoderConfig().mid_consistency

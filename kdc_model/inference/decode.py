@@ -13,7 +13,7 @@ Steps (docs: shared/notes/kdc-method.md, "Decoding"):
 
 Sub-cell keypoint positions come from "mean-shift" on the KeyCentroid votes: a point moves to the
 mean of the vote destinations c + short(c) of the cells around it, each weighted by heatmap(c) and
-by a narrow Gaussian (`DecoderConfig.vote_bandwidth` px) of its distance to the point. Votes for a different
+by a narrow Gaussian (`DecoderConfig.vote_bandwidth`, px at input 401) of its distance to the point. Votes for a different
 keypoint of the same type a few pixels away barely count, so crowded people stay apart.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ..network.config import DecoderConfig
 from ..result import PoseSegResult
 from ..skeleton import DIRECTED_EDGES, NUM_KEYPOINTS, OKS_SIGMAS, TREE_EDGES
 
-REFERENCE_INPUT = 401.0  # the input size at which DecoderConfig.match_radius is given
+REFERENCE_INPUT = 401.0  # the input size at which DecoderConfig.match_radius and vote_bandwidth are given
 _NO_OFFSET = 0.5         # px: a mid-range offset shorter than this is "no offset"
 
 _SRC = np.array([a for a, _ in DIRECTED_EDGES])
@@ -622,7 +622,7 @@ def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, 
     pk, pi, pj = pk[order], pi[order], pj[order]
     work.peaks_queued = len(pk)
     field = _VoteField(heat, short, host["mid"].numpy(), stride=stride, radius=radius,
-                       bandwidth=config.vote_bandwidth)
+                       bandwidth=config.vote_bandwidth * max(H, W) / REFERENCE_INPUT)
     off = (stride - 1) / 2.0
     peak_pos = np.stack([pj * stride + off, pi * stride + off], axis=1).astype(np.float64)
     peak_pos = field.refine(pk, peak_pos, config.refine_steps + 1)

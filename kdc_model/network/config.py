@@ -21,7 +21,10 @@ class DecoderConfig:
     peak_threshold: float = 0.1        # min Hough score of a peak that may seed/extend a person
     peak_nms_radius: float = 10.0      # px: a peak this close to the same keypoint of a person is skipped (r)
     pgo_sigmas: tuple[float, ...] = PGO_SIGMAS  # point-wise Gaussian optimisation, map cells, per keypoint
-    vote_bandwidth: float = 1.0        # px: Gaussian width of the KeyCentroid vote mean-shift; same-type keypoints of two people closer than ~2 bandwidths merge
+    # These defaults decode exact maps exactly (test_decode_roundtrip). A trained network's offsets are
+    # noisy: its recipe's `model.decoder` section sets wider values chosen on COCO photographs, which
+    # its checkpoints carry (kdc_model/configs/default.yaml; docs/training.md, entry 7).
+    vote_bandwidth: float = 0.75       # px at reference input 401 (scaled to the input like match_radius): Gaussian width of the KeyCentroid vote mean-shift; same-type keypoints of two people closer than ~2 bandwidths merge
     refine_steps: int = 2              # short-offset refinement steps for a mid-range proposal
     match_radius: float = 32.0         # px at reference input 401: snap a proposal to a peak this close
     mid_min_support: float = 0.5       # fraction of a point's vote weight whose cells must carry a non-zero mid-range offset for the edge to be followed

@@ -43,6 +43,9 @@ class TrainConfig:
     val_sources: list[str] | None = None  # sources whose held-out images validate the run (null: all)
     backbone_weights: str | None = None  # ImageNet weights for a fresh run (not used when resuming)
     init_weights: str | None = None   # a KDC checkpoint to start a fresh run from (fine-tuning)
+    # BatchNorm normalises with its running statistics in training too (and keeps them): with batches
+    # of 8, per-batch statistics hold part of the fit that inference, which uses the running ones, lacks.
+    frozen_batchnorm: bool = False
 
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> dict:

@@ -118,6 +118,15 @@ def make_ema(model, decay: float):
     return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
+def training_mode(model, frozen_batchnorm: bool) -> None:
+    """model.train(), with every BatchNorm left in inference mode when `frozen_batchnorm`."""
+    model.train()
+    if frozen_batchnorm:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
 def load_state(path: Path, device) -> dict:
     return torch.load(path, map_location=device, weights_only=True)
 
@@ -287,7 +296,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int
     def run_validation() -> dict:
         nonlocal best
         metrics = validate(shipped, val_set, device, out / "val", cfg.val_max_images)
-        model.train()
+        training_mode(model, cfg.frozen_batchnorm)
         log.append("val.csv", {"step": step, "elapsed_s": round(elapsed(), 1),
                                **{k: round(metrics[k], 4) for k in METRIC_KEYS}})
         score = (metrics["keypoints_ap"] + metrics["segm_ap"]) / 2
@@ -298,7 +307,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int
         tqdm.write(f"step {step}: " + ", ".join(f"{k} {metrics[k]:.3f}" for k in METRIC_KEYS if metrics[k] >= 0))
         return metrics
 
-    model.train()
+    training_mode(model, cfg.frozen_batchnorm)
     autocast = torch.autocast(device_type=device.type, dtype=torch.float16, enabled=scaler.is_enabled())
     start = last_checkpoint = window_start = time.time()
     elapsed = lambda: elapsed_before + time.time() - start  # training time across resumes
