@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 def load_model(weights: str | Path | NamedWeights | ModelConfig = "default", device: str | torch.device = "auto",
                half: bool = False, decoder: DecoderConfig | None = None, strict_device: bool = False,
-               backend: str = "torch", input_size: int | None = None, flip_test: bool = False) -> "Predictor":
+               backend: str = "torch", input_size: int | None = None, flip_test: bool = False,
+               multi_scale: tuple[int, ...] | list[int] = ()) -> "Predictor":
     """A ready Predictor from named weights ("default": the packaged ones), a checkpoint path, or a
     ModelConfig (random init: for tests and benchmarks); kdc_model.network.weights builds the network.
     `decoder` overrides the checkpoint's decoder settings.
@@ -57,14 +58,26 @@ def load_model(weights: str | Path | NamedWeights | ModelConfig = "default", dev
     flip_test: also run the mirrored image and average the two sets of maps (test-time flip), for
     offline work where accuracy counts more than time: twice the network time, markedly better
     keypoints (docs/training.md).
+
+    multi_scale: more letterbox sides (e.g. (640,)) run besides input_size, and the people of all
+    sides merged (kdc_model.inference.multiscale): small and big people both found, for the sum of
+    the sides' network and decoding times. Returns a MultiScalePredictor, called like a Predictor.
     """
     network = build_network(weights)
-    side = letterbox_side(network.config, input_size)
-    onnx_cache = None
-    if backend != "torch" and not isinstance(weights, ModelConfig):
-        onnx_cache = onnx_cache_path(weights_file(weights), side)
-    return Predictor(network, device=resolve_device(device, strict_device), half=half, decoder=decoder,
-                     backend=backend, onnx=onnx_cache, input_size=input_size, flip_test=flip_test)
+    first = letterbox_side(network.config, input_size)
+    sides = [first] + sorted({letterbox_side(network.config, s) for s in multi_scale} - {first})
+    device = resolve_device(device, strict_device)
+    predictors = []
+    for side in sides:
+        onnx_cache = None
+        if backend != "torch" and not isinstance(weights, ModelConfig):
+            onnx_cache = onnx_cache_path(weights_file(weights), side)
+        predictors.append(Predictor(network, device=device, half=half, decoder=decoder, backend=backend,
+                                    onnx=onnx_cache, input_size=side, flip_test=flip_test))
+    if len(predictors) == 1:
+        return predictors[0]
+    from .multiscale import MultiScalePredictor
+    return MultiScalePredictor(predictors)
 
 
 def resolve_device(device: str | torch.device, strict: bool = False) -> torch.device:

@@ -96,7 +96,7 @@ def yolo_rows(coco_gt: dict, paths: dict, sizes: list[int], work_dir: Path, thre
 
 
 def kdc_row(coco_gt: dict, paths: dict, checkpoint: Path, threads: int, input_size: int | None = None,
-            flip_test: bool = False) -> dict:
+            flip_test: bool = False, multi_scale: tuple[int, ...] = ()) -> dict:
     import torch
 
     from kdc_model.training.evaluate import evaluate_model
@@ -105,13 +105,15 @@ def kdc_row(coco_gt: dict, paths: dict, checkpoint: Path, threads: int, input_si
     from safetensors import safe_open
 
     torch.set_num_threads(threads)
-    predictor = load_model(checkpoint, device="cpu", input_size=input_size, flip_test=flip_test)
+    predictor = load_model(checkpoint, device="cpu", input_size=input_size, flip_test=flip_test,
+                           multi_scale=multi_scale)
     metrics, _, _ = evaluate_model(predictor, coco_gt, paths)
     step = None
     if checkpoint.suffix == ".safetensors":
         with safe_open(str(checkpoint), "pt") as f:
             step = (f.metadata() or {}).get("step")
-    return {"system": "kdc_model+flip" if flip_test else "kdc_model", "input": predictor.input_side, **metrics, "weights": str(checkpoint),
+    system = "kdc_model" + ("+flip" if flip_test else "") + "".join(f"+{s}" for s in multi_scale)
+    return {"system": system, "input": predictor.input_side, **metrics, "weights": str(checkpoint),
             "step": None if step is None else int(step), "threads": threads}
 
 
@@ -121,13 +123,13 @@ def format_rows(rows: list[dict]) -> str:
         return f"{'n/a':>10s}" if value is None or value < 0 else f"{value:10.3f}"
 
     names = ("keypoints_ap", "keypoints_ap50", "keypoints_ap75", "keypoints_apm", "keypoints_apl", "segm_ap", "segm_ap50")
-    header = f"{'system':14s}{'input':>6s}" + "".join(f"{n.replace('keypoints_', 'kp_').upper():>10s}" for n in names)
+    header = f"{'system':18s}{'input':>6s}" + "".join(f"{n.replace('keypoints_', 'kp_').upper():>10s}" for n in names)
     lines = [header]
     for r in rows:
         if "error" in r:
-            lines.append(f"{r['system']:14s}{r['input']:>6}  error: {r['error']}")
+            lines.append(f"{r['system']:18s}{r['input']:>6}  error: {r['error']}")
         else:
-            lines.append(f"{r['system']:14s}{r['input']:>6d}" + "".join(cell(r.get(n)) for n in names))
+            lines.append(f"{r['system']:18s}{r['input']:>6d}" + "".join(cell(r.get(n)) for n in names))
     return "\n".join(lines)
 
 
@@ -144,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-yolo", action="store_true", help="only our model")
     parser.add_argument("--flip-test-sizes", default="", help="input sizes at which our model also runs with "
                         "test-time flip (load_model(flip_test=True)), e.g. 320")
+    parser.add_argument("--multi-scale", default="", help="a row of our model at --sizes' first side with "
+                        "these sides run too and the people merged (load_model(multi_scale=...)), e.g. 640")
     parser.add_argument("--venv-root", type=Path, default=None, help="peer venvs (default build/bench-venvs)")
     args = parser.parse_args(argv)
 
@@ -166,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
             rows += [kdc_row(coco_gt, paths, args.checkpoint, args.threads, size) for size in sizes]
             rows += [kdc_row(coco_gt, paths, args.checkpoint, args.threads, int(size), flip_test=True)
                      for size in args.flip_test_sizes.split(",") if size]
+            if args.multi_scale:
+                extra = tuple(int(s) for s in args.multi_scale.split(","))
+                rows.append(kdc_row(coco_gt, paths, args.checkpoint, args.threads, sizes[0], multi_scale=extra))
         report["groups"][group] = {"validation": counts, "rows": rows}
         all_rows += rows
         print(f"\n== {group}: {counts['images']} images, {counts['people']} people; keypoint AP over "

@@ -36,6 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(default: the model's own); larger finds smaller people")
     parser.add_argument("--flip-test", action="store_true", help="offline: also run each frame mirrored and "
                         "average the maps (twice the network time, better keypoints; docs/training.md)")
+    parser.add_argument("--multi-scale", type=int, nargs="+", default=[], metavar="SIDE",
+                        help="offline: also run the network at these letterbox sides and merge the people "
+                             "(e.g. 640: small and big people both found, for the sides' summed time)")
     parser.add_argument("--batch-size", type=int, default=4, help="offline: images per model call (default 4)")
     parser.add_argument("--no-overlay", action="store_true", help="no overlay images and no overlay.mp4")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -46,8 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--batch-size must be positive")
     if args.node_namespace is not None and not args.live:
         parser.error("--node-namespace needs --live")
-    if args.flip_test and args.live:
-        parser.error("--flip-test is for offline replay (live replay measures the node as it runs)")
+    for option, given in (("--flip-test", args.flip_test), ("--multi-scale", args.multi_scale)):
+        if given and args.live:
+            parser.error(f"{option} is for offline replay (live replay measures the node as it runs)")
     return args
 
 
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace, predictor=None) -> dict:
     if predictor is None and args.node_namespace is None:
         import kdc_model
         predictor = kdc_model.load_model(args.checkpoint, device=args.device, input_size=args.input_size,
-                                         flip_test=args.flip_test)
+                                         flip_test=args.flip_test, multi_scale=args.multi_scale)
     common = dict(overlay=not args.no_overlay, annotations=args.annotations, progress=not args.no_progress)
     if args.live:
         from .live import replay_live
