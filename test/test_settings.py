@@ -60,3 +60,22 @@ def test_node_thresholds_below_the_decoders_are_told_at_start_and_when_set(check
         assert harness.node.set_parameters([Parameter("keypoint_threshold", value=0.001)])[0].successful
         said = f"keypoint_threshold 0.001 is below the model decoder's own {decoder.keypoint_threshold:g}"
         harness.wait_for(lambda: any(said in line for line in log_lines(log, harness)), 5.0, "no warning when set")
+
+
+def test_multi_scale_from_the_node_parameter_to_the_model(checkpoint, namespace):
+    """multi_scale: each side is checked as input_size is, and the node runs every side."""
+    from kdc_model.inference.multiscale import MultiScalePredictor
+
+    assert params.check_value("multi_scale", []) is None
+    assert params.check_value("multi_scale", [640, 480]) is None
+    assert params.check_value("multi_scale", [16]) == "multi_scale must be at least 32, not 16"
+    assert "at most 3" in params.check_value("multi_scale", [64, 96, 128, 160])
+    assert "over 2048" in params.check_value("multi_scale", [4096])
+    with pytest.raises(ValueError, match="multi_scale must be at least 32, not 16"):
+        start_node(None, namespace, model=str(checkpoint), device="cpu", backend="torch", multi_scale=[16])
+    with start_node(None, namespace, model=str(checkpoint), device="cpu", backend="torch",
+                    multi_scale=[128]) as harness:
+        predictor = harness.node.predictor
+        assert isinstance(predictor, MultiScalePredictor) and predictor.input_sides == (64, 128)
+    with start_node(None, namespace, model=str(checkpoint), device="cpu", backend="torch") as harness:
+        assert not isinstance(harness.node.predictor, MultiScalePredictor)

@@ -156,7 +156,8 @@ class KdcRuntime:
                 predictor = kdc_model.load_model(self.settings["model"], device=self.settings["device"],
                                                  half=self.settings["half"], strict_device=not fallback,
                                                  backend=self.settings["backend"],
-                                                 input_size=params.model_input_size(self.settings["input_size"]))
+                                                 input_size=params.model_input_size(self.settings["input_size"]),
+                                                 multi_scale=self.settings["multi_scale"])
             except RuntimeError as err:
                 if fallback:
                     raise

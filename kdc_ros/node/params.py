@@ -106,6 +106,10 @@ SPECS: dict[str, ParameterSpec] = {
                                 "(0 = the model's own); larger finds smaller, more distant people, at a cost "
                                 "growing with its square.", bounds=(0, 2048),
                                 check=lambda v: input_size_problem(model_input_size(v))),
+    "multi_scale": ParameterSpec(Parameter.Type.INTEGER_ARRAY, "More letterbox sides the network also runs at, "
+                                 "px (e.g. [640]); the people of every side are merged: small and big people "
+                                 "both found, for the sides' summed time (a GPU's choice; [] = input_size only).",
+                                 check=lambda v: _multi_scale_reason(v)),
     "backend": ParameterSpec(Parameter.Type.STRING, "What runs the network: auto (onnxruntime on CPU where "
                              "installed, tensorrt on CUDA where its provider is, else torch), torch (PyTorch), "
                              "onnxruntime (its ONNX export in ONNX Runtime, CPU or CUDA provider), tensorrt (ONNX "
@@ -128,6 +132,19 @@ SPECS: dict[str, ParameterSpec] = {
                                         bounds=(0.1, 60.0)),
 }
 
+def _multi_scale_reason(sides: list[int]) -> str | None:
+    if not all(isinstance(side, int) and not isinstance(side, bool) for side in sides):
+        return "multi_scale must be a list of integers"
+    if len(sides) > 3:
+        return f"multi_scale lists {len(sides)} sides; at most 3 (each costs a network run)"
+    for side in sides:
+        if (reason := input_size_problem(side)) is not None:
+            return reason.replace("input_size", "multi_scale")
+        if side > 2048:
+            return f"multi_scale side {side} is over 2048"
+    return None
+
+
 def model_input_size(value: int) -> int | None:
     """The node's input_size as kdc_model takes it: 0 (the model's own side) is None."""
     return value or None
@@ -146,7 +163,8 @@ def threshold_warnings(settings: dict[str, Any], decoder) -> list[str]:
 
 
 _PYTHON_TYPES = {Parameter.Type.STRING: str, Parameter.Type.BOOL: bool, Parameter.Type.INTEGER: int,
-                 Parameter.Type.DOUBLE: float, Parameter.Type.STRING_ARRAY: list}
+                 Parameter.Type.DOUBLE: float, Parameter.Type.STRING_ARRAY: list, Parameter.Type.INTEGER_ARRAY: list}
+_ARRAYS = (Parameter.Type.STRING_ARRAY, Parameter.Type.INTEGER_ARRAY)
 
 
 def default_parameters_file() -> Path:
@@ -225,7 +243,8 @@ def declare_parameters(node, defaults: dict[str, Any] | None = None) -> dict[str
         # rclpy types a parameter by its value and cannot type an empty list; declare it by type.
         initial = spec.type if default == [] else default
         value = node.declare_parameter(name, initial, descriptor(name)).value
-        values[name] = [] if value is None and spec.type == Parameter.Type.STRING_ARRAY else value
+        # rclpy gives an unset array as None and an integer array as array.array: both as lists.
+        values[name] = ([] if value is None else list(value)) if spec.type in _ARRAYS else value
         if (reason := check_value(name, values[name])) is not None:
             raise ValueError(f"parameter {reason}")
     return values
@@ -267,7 +286,8 @@ def markdown_table() -> str:
         else:
             allowed = ""
         type_name = {Parameter.Type.STRING: "string", Parameter.Type.BOOL: "bool", Parameter.Type.INTEGER: "int",
-                     Parameter.Type.DOUBLE: "double", Parameter.Type.STRING_ARRAY: "string[]"}[spec.type]
+                     Parameter.Type.DOUBLE: "double", Parameter.Type.STRING_ARRAY: "string[]",
+                     Parameter.Type.INTEGER_ARRAY: "int[]"}[spec.type]
         default = defaults[name]
         shown = "[]" if default == [] else str(default).lower() if isinstance(default, bool) else str(default)
         rows.append(f"| `{name}` | {type_name} | `{shown}` | {allowed} | {'yes' if spec.dynamic else 'no'} "
