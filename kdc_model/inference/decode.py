@@ -39,6 +39,8 @@ _REVERSE = np.array([(e + len(TREE_EDGES)) % len(DIRECTED_EDGES) for e in range(
 # unlabelled there), so there is no evidence at all; it sits at its parent and scores 0.
 _UNSET, _FOUND, _GUESSED, _REJECTED, _UNKNOWN = 0, 1, 2, 3, 4
 _WALKS_ON = np.array([False, True, True, False, False])  # by state: the walk goes on from found and guessed
+# A walked keypoint's state by its evidence: informative + supported + rejected (each implies the one before).
+_STATE_BY_EVIDENCE = np.array([_UNKNOWN, _GUESSED, _FOUND, _REJECTED])
 
 
 def _gaussian_blur(maps: np.ndarray, sigmas) -> np.ndarray:
@@ -54,11 +56,13 @@ def _gaussian_blur(maps: np.ndarray, sigmas) -> np.ndarray:
     padded = np.zeros((c, h + 2 * half, w + 2 * half), np.float32)
     padded[:, half:half + h, half:half + w] = maps
     rows = k[:, 0] * padded[:, :, :w]
+    term = np.empty_like(rows)   # each tap's product, added in place: no new arrays per tap
     for n in range(1, 2 * half + 1):
-        rows += k[:, n] * padded[:, :, n:n + w]
+        rows += np.multiply(k[:, n], padded[:, :, n:n + w], out=term)
     out = k[:, 0] * rows[:, :h]
+    term = term[:, :h]
     for n in range(1, 2 * half + 1):
-        out += k[:, n] * rows[:, n:n + h]
+        out += np.multiply(k[:, n], rows[:, n:n + h], out=term)
     return out
 
 
@@ -77,11 +81,18 @@ def hough_maps(heatmap: np.ndarray, short: np.ndarray, *, stride: int, radius: f
     row = np.clip(row, -1, h - 1).astype(np.int64) + 1
     top_left = ((np.arange(k) * (h + 2)).reshape(k, 1, 1) + row) * (w + 2) + col
     # torch's index_add_ adds the votes one by one in float32 (np.bincount would sum in float64 and
-    # round differently), corner by corner as before.
+    # round differently), corner by corner: one call on the four corners' votes end to end. Votes
+    # that land nowhere weigh 0 (landed is 0 or 1, so it may scale the heatmap before the corner
+    # weight: the same product).
+    fu1, fv1 = 1 - fu, 1 - fv
+    index = (top_left.reshape(1, -1) + np.array([[0], [1], [w + 2], [w + 3]])).reshape(-1)
+    votes = np.empty((4, k, h, w), np.float32)
+    for wt, a, b in zip(votes, (fv1, fv1, fv, fv), (fu1, fu, fu1, fu)):
+        np.multiply(a, b, out=wt)
+    votes *= heatmap * landed
+    votes = votes.reshape(-1)
     acc = torch.zeros(k * (h + 2) * (w + 2))
-    for corner, wt in ((0, (1 - fv) * (1 - fu)), (1, (1 - fv) * fu), (w + 2, fv * (1 - fu)), (w + 3, fv * fu)):
-        acc.index_add_(0, torch.from_numpy((top_left + corner).reshape(-1)),
-                       torch.from_numpy((heatmap * wt * landed).reshape(-1)))
+    acc.index_add_(0, torch.from_numpy(index), torch.from_numpy(votes))
     votes = acc.numpy().reshape(k, h + 2, w + 2)[:, 1:-1, 1:-1]
     return votes / np.float32(math.pi * (radius / stride) ** 2)
 
@@ -104,11 +115,15 @@ def _peaks(maps: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, 
 
 
 class _VoteField:
-    """The small maps the grouping loop reads, as padded float64 NumPy planes (one per type), flat.
+    """The small maps the grouping loop reads, as padded NumPy planes (one per type or edge), flat.
 
     Padding by one empty cell lets every 3x3 neighbourhood be read without bounds checks. The planes
-    of a map lie end to end in one flat array, so a value of type t at padded cell c is
-    `array[t * self.plane + c]`: one fast 1-D gather per read.
+    of a map lie end to end, so a value of type t at padded cell c is at `t * self.plane + c`: one
+    fast gather per read, and values read together lie in one array (x and y of the vote
+    destinations, float64; whether the mid-range offset is set and its x and y, float32) so one
+    `take` fetches them all. The grouping loop is a few hundred NumPy calls on small arrays: their
+    count, not their size, is its cost; the sums over a cell's 9 neighbours are taken several rows
+    at a time (one reduction, each row summed in the same order as alone).
     """
 
     def __init__(self, heatmap, short, mid, *, stride: int, radius: float, bandwidth: float):
@@ -117,64 +132,84 @@ class _VoteField:
         self.plane = (h + 2) * (w + 2)
         self.off = (stride - 1) / 2.0
         self.bandwidth2 = 2 * bandwidth ** 2
-        self.last_cell = np.array([w - 1, h - 1])  # x, y
+        self.last_cell = np.array([w - 1.0, h - 1.0])   # x, y
+        self.map_end = np.array([float(w), float(h)])    # x, y
         xs = np.arange(w) * stride + self.off
         ys = np.arange(h) * stride + self.off
 
-        def pad(planes, dtype=np.float64, plus=None):
-            """The planes (float32) cast into a zero border of one cell, `plus` (cell coordinates)
-            added in the target dtype: one pass, no temporaries."""
-            padded = np.zeros((planes.shape[0], h + 2, w + 2), dtype)
-            inside = padded[:, 1:-1, 1:-1]
-            inside[...] = planes
-            if plus is not None:
-                inside += plus
-            return padded.reshape(-1)
+        def pad(dtype, *planes):
+            """[len(planes), C * plane]: each (float32 or bool) [C, h, w] map, or (map, plus) with
+            `plus` (cell coordinates) added in float64, cast into a zero border of one cell."""
+            padded = np.zeros((len(planes), planes[0][0].shape[0], h + 2, w + 2), dtype)
+            for n, (values, plus) in enumerate(planes):
+                inside = padded[n, :, 1:-1, 1:-1]
+                if plus is None:
+                    inside[...] = values
+                else:
+                    np.add(values, plus, out=inside)  # float32 + float64: the sum of the two as float64
+            return padded.reshape(len(planes), -1)
 
-        self.heat = pad(heatmap)
-        self.vote_x = pad(short[0::2], plus=xs)
-        self.vote_y = pad(short[1::2], plus=ys[:, None])
-        self.mid_x = pad(mid[0::2], plus=xs)
-        self.mid_y = pad(mid[1::2], plus=ys[:, None])
-        # Whether each cell's mid-range offset says anything (a zero offset is "target unknown");
-        # squared lengths, as np.hypot costs several times more.
+        self.heat = pad(np.float64, (heatmap, None))[0]
+        # 0 where a cell has heat, inf where not: the nearest vote is looked for among cells with heat.
+        self.no_heat = np.where(self.heat > 0, 0.0, np.inf)
+        self.vote = pad(np.float64, (short[0::2], xs), (short[1::2], ys[:, None]))   # [2, types * plane]
+        # Per edge: whether each cell's mid-range offset says anything (a zero offset is "target
+        # unknown": 0.0, 1.0 when set; squared lengths, as np.hypot costs several times more) and the
+        # offset itself, float32 as the network gave it; `follow` adds the cell's coordinates (`cell_xy`,
+        # per padded cell) in float64 when it reads them.
         mid_x, mid_y = mid[0::2], mid[1::2]
-        self.mid_set = pad(mid_x * mid_x + mid_y * mid_y > _NO_OFFSET ** 2, dtype=bool)
-        di, dj = np.meshgrid([0, 1, 2], [0, 1, 2], indexing="ij")  # the 3x3 around unpadded cell (i, j)
-        self.nb = (di * (w + 2) + dj).reshape(1, 9)
+        self.mids = pad(np.float32, (mid_x * mid_x + mid_y * mid_y > _NO_OFFSET ** 2, None), (mid_x, None),
+                        (mid_y, None))                                               # [3, edges * plane]
+        cols, rows = np.arange(w + 2) - 1, np.arange(h + 2) - 1
+        self.cell_xy = np.stack([np.broadcast_to(cols * stride + self.off, (h + 2, w + 2)),
+                                 np.broadcast_to((rows * stride + self.off)[:, None], (h + 2, w + 2))]).reshape(2, -1)
+        self.nb = (np.arange(3)[:, None] * (w + 2) + np.arange(3)).reshape(1, 9)  # the 3x3 around unpadded cell (i, j)
         self.square = np.array([[0, 1, w + 2, w + 3]])  # a cell, its right, lower and lower-right neighbours
 
-    def _cells(self, pts: np.ndarray) -> np.ndarray:
-        """[B, 9] flat padded indices of the 3x3 cells around each point [B, 2] (clamped to the map)."""
-        ji = np.minimum(np.maximum(np.rint((pts - self.off) / self.stride), 0), self.last_cell).astype(np.int64)
-        return (ji[:, 1] * (self.w + 2) + ji[:, 0])[:, None] + self.nb
+    def plane_start(self, types: np.ndarray) -> np.ndarray:
+        """Flat index (float64) of the first cell of each type's plane."""
+        return types * float(self.plane)
 
-    def _weights(self, types: np.ndarray, pts: np.ndarray, cells: np.ndarray):
-        """Weights of the votes of type `types` near `pts`: heatmap x closeness of their destination."""
-        at = types[:, None] * self.plane + cells
-        heat, vx, vy = self.heat[at], self.vote_x[at], self.vote_y[at]
-        d2 = (vx - pts[:, :1]) ** 2 + (vy - pts[:, 1:]) ** 2
-        d2_min = np.where(heat > 0, d2, np.inf).min(axis=1, keepdims=True)
-        d2_min = np.where(np.isfinite(d2_min), d2_min, 0.0)
-        # x / -b is -x / b exactly, without an array for -x.
-        return heat * np.exp(np.maximum(d2 - d2_min, 0.0) / -self.bandwidth2), vx, vy
+    def _cells(self, start: np.ndarray, pts: np.ndarray) -> np.ndarray:
+        """[B, 9] flat indices of the 3x3 cells around each point [B, 2] (clamped to the map) in the
+        planes starting at `start` [B] (plane_start)."""
+        ji = np.minimum(np.maximum(np.rint((pts - self.off) / self.stride), 0.0), self.last_cell)
+        return (ji[:, 0] + ji[:, 1] * (self.w + 2) + start).astype(np.int64)[:, None] + self.nb
 
-    def refine(self, types: np.ndarray, pts: np.ndarray, steps: int) -> np.ndarray:
+    def _weights(self, at: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Weights [B, 9] of the votes at `at` [B, 9] near `pts` (heatmap x closeness of their
+        destination), and those destinations [2, B, 9]."""
+        dest = self.vote.take(at, axis=1)
+        d = dest - pts.T[:, :, None]
+        d *= d
+        d2 = d[0] + d[1]
+        # Relative to the nearest vote of a cell with heat (rows without heat weigh 0 whatever it is).
+        d2 -= np.minimum.reduce(d2 + self.no_heat[at], 1, keepdims=True)
+        np.maximum(d2, 0.0, out=d2)
+        d2 /= -self.bandwidth2   # x / -b is -x / b exactly, without an array for -x
+        np.exp(d2, out=d2)
+        d2 *= self.heat[at]
+        return d2, dest
+
+    def refine(self, types: np.ndarray, pts: np.ndarray, steps: int, start: np.ndarray | None = None) -> np.ndarray:
         """Move points to the mean of the nearby votes of their type, `steps` times."""
+        start = self.plane_start(types) if start is None else start
+        sums = np.empty((3, len(pts), 9))
         for _ in range(steps):
-            wt, vx, vy = self._weights(types, pts, self._cells(pts))
-            total = wt.sum(axis=1)
-            ok = total > 0
-            mean = np.empty_like(pts)
-            mean[:, 0], mean[:, 1] = (wt * vx).sum(1), (wt * vy).sum(1)
-            mean /= np.where(ok, total, 1)[:, None]
-            pts = np.where(ok[:, None], mean, pts)
+            wt, dest = self._weights(self._cells(start, pts), pts)
+            sums[0] = wt
+            np.multiply(wt, dest, out=sums[1:])
+            total = np.add.reduce(sums, -1)     # weight; weighted x, y
+            ok = total[0] > 0
+            pts = np.where(ok[:, None], (total[1:] / np.where(ok, total[0], 1)).T, pts)
         return pts
 
-    def votes(self, types: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(weights, cells) [B, 9] of the votes of type `types` in the 3x3 cells around `pts`."""
-        cells = self._cells(pts)
-        return self._weights(types, pts, cells)[0], cells
+    def votes(self, types: np.ndarray, pts: np.ndarray, start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(weights, cells) [B, 9] of the votes of type `types` in the 3x3 cells around `pts`
+        (cells: flat padded indices within a plane)."""
+        start = self.plane_start(types) if start is None else start
+        at = self._cells(start, pts)
+        return self._weights(at, pts)[0], at - start.astype(np.int64)[:, None]
 
     def follow(self, edges: np.ndarray, pts: np.ndarray, votes: tuple[np.ndarray, np.ndarray],
                min_support: float) -> tuple[np.ndarray, np.ndarray]:
@@ -187,39 +222,42 @@ class _VoteField:
         proposes itself.
         """
         wt, cells = votes
-        at = edges[:, None] * self.plane + cells
-        total = wt.sum(axis=1)
-        wt_set = wt * self.mid_set[at]
-        total_set = wt_set.sum(axis=1)
+        mids = self.mids.take((edges * self.plane)[:, None] + cells, axis=1)     # [3, B, 9]: set, x, y
+        targets = mids[1:] + self.cell_xy.take(cells, axis=1)                     # [2, B, 9] float64
+        sums = np.empty((4, len(pts), 9))
+        sums[0] = wt
+        np.multiply(wt, mids[0], out=sums[1])           # the weight of the cells with an offset
+        np.multiply(sums[1], targets, out=sums[2:])
+        total, total_set, *_ = sums = np.add.reduce(sums, -1)
         informative = (total > 0) & (total_set > min_support * total)
-        prop = np.empty_like(pts)
-        prop[:, 0], prop[:, 1] = (wt_set * self.mid_x[at]).sum(1), (wt_set * self.mid_y[at]).sum(1)
-        prop /= np.where(informative, total_set, 1)[:, None]
-        prop = np.where(informative[:, None], prop, pts)
-        return prop, informative
+        prop = sums[2:] / np.where(informative, total_set, 1)
+        return np.where(informative[:, None], prop.T, pts), informative
 
-    def heat_at(self, types: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    def heat_at(self, types: np.ndarray, pts: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
         """Bilinearly interpolated heatmap of type `types` at `pts`."""
-        u = np.minimum(np.maximum((pts[:, 0] - self.off) / self.stride, -1), self.w) + 1
-        v = np.minimum(np.maximum((pts[:, 1] - self.off) / self.stride, -1), self.h) + 1
-        j0 = np.minimum(np.floor(u).astype(np.int64), self.w)
-        i0 = np.minimum(np.floor(v).astype(np.int64), self.h)
-        fu, fv = u - j0, v - i0
+        start = self.plane_start(types) if start is None else start
+        uv = np.minimum(np.maximum((pts - self.off) / self.stride, -1.0), self.map_end) + 1.0
+        ji0 = np.minimum(np.floor(uv), self.map_end)
+        f = uv - ji0
+        fu, fv = f[:, 0], f[:, 1]
         # The four cells around each point: (i0, j0), (i0, j0 + 1), (i0 + 1, j0), (i0 + 1, j0 + 1).
-        a = self.heat[(types * self.plane + i0 * (self.w + 2) + j0)[:, None] + self.square]
-        return ((1 - fv) * ((1 - fu) * a[:, 0] + fu * a[:, 1])
-                + fv * ((1 - fu) * a[:, 2] + fu * a[:, 3]))
+        a = self.heat[(ji0[:, 0] + ji0[:, 1] * (self.w + 2) + start).astype(np.int64)[:, None] + self.square]
+        gu = 1 - fu
+        return ((1 - fv) * (gu * a[:, 0] + fu * a[:, 1])
+                + fv * (gu * a[:, 2] + fu * a[:, 3]))
 
     def confidence(self, types: np.ndarray, pts: np.ndarray, falloff: np.ndarray) -> np.ndarray:
         """Vote mass of type `types` landing near each point [B, 2], weighted by a Gaussian falloff
         (px, [B]). Votes come from cells within the disk radius."""
         r = max(1, math.ceil(self.radius / self.stride))
-        di, dj = np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1), indexing="ij")
+        d = np.arange(-r, r + 1)
+        di, dj = np.repeat(d, len(d)).reshape(1, -1), np.tile(d, len(d)).reshape(1, -1)  # the square, row-major
         ji = np.minimum(np.maximum(np.rint((pts - self.off) / self.stride), 0), self.last_cell).astype(np.int64) + 1
-        i = np.minimum(np.maximum(ji[:, 1:] + di.reshape(1, -1), 0), self.h + 1)
-        j = np.minimum(np.maximum(ji[:, :1] + dj.reshape(1, -1), 0), self.w + 1)
+        i = np.minimum(np.maximum(ji[:, 1:] + di, 0), self.h + 1)
+        j = np.minimum(np.maximum(ji[:, :1] + dj, 0), self.w + 1)
         at = (types * self.plane)[:, None] + i * (self.w + 2) + j
-        d2 = (self.vote_x[at] - pts[:, :1]) ** 2 + (self.vote_y[at] - pts[:, 1:]) ** 2
+        dest = self.vote.take(at, axis=1)
+        d2 = (dest[0] - pts[:, :1]) ** 2 + (dest[1] - pts[:, 1:]) ** 2
         mass = (self.heat[at] * np.exp(-d2 / (2 * falloff.reshape(-1, 1) ** 2))).sum(1)
         return np.clip(mass / (math.pi * (self.radius / self.stride) ** 2), 0, 1)
 
@@ -256,54 +294,58 @@ def _walk(field: _VoteField, root_types: np.ndarray, root_pos: np.ndarray, peak_
     belongs to someone else and ends that branch.
     """
     s = len(root_types)
-    kp = np.zeros((s, NUM_KEYPOINTS, 2))
-    state = np.full((s, NUM_KEYPOINTS), _UNSET)
-    rows = np.arange(s)
-    kp[rows, root_types], state[rows, root_types] = root_pos, _FOUND
-    # The votes around each placed keypoint: checking a keypoint's reverse edge reads them, and so
-    # does following each edge out of it one level deeper.
-    vote_weights, vote_cells = np.zeros((s, NUM_KEYPOINTS, 9)), np.zeros((s, NUM_KEYPOINTS, 9), np.int64)
-    vote_weights[rows, root_types], vote_cells[rows, root_types] = field.votes(root_types, root_pos)
+    # Per (seed, type), flat (index seed * 17 + type): position, state, and the votes around each
+    # placed keypoint (checking a keypoint's reverse edge reads them, and so does following each
+    # edge out of it one level deeper).
+    kp = np.zeros((s * NUM_KEYPOINTS, 2))
+    state = np.full(s * NUM_KEYPOINTS, _UNSET)
+    vote_weights, vote_cells = np.zeros((s * NUM_KEYPOINTS, 9)), np.zeros((s * NUM_KEYPOINTS, 9), np.int64)
+    roots = np.arange(s) * NUM_KEYPOINTS + root_types
+    kp[roots], state[roots] = root_pos, _FOUND
+    vote_weights[roots], vote_cells[roots] = field.votes(root_types, root_pos)
     edges_all, depths = _WALK_EDGES[root_types], _WALK_DEPTHS[root_types]       # [S, 16]
     consistency = config.mid_consistency * field.radius
+    any_claimable = bool(claimable.any())
     for depth in range(1, int(depths.max(initial=0)) + 1):
         who, col = np.nonzero(depths == depth)
         edges = edges_all[who, col]
-        src, dst = _SRC[edges], _DST[edges]
+        at_src = who * NUM_KEYPOINTS + _SRC[edges]
         # Walk on through guessed keypoints too (PersonLab): the left and right halves of the tree
         # meet only at the nose, so stopping at a guessed nose would split every person facing away.
         # Where the maps hold no offset at a guess (perfect maps outside every disk), follow() marks
         # the edge uninformative and the branch ends there anyway.
-        live = _WALKS_ON[state[who, src]]
-        who, edges, src, dst = who[live], edges[live], src[live], dst[live]
+        live = _WALKS_ON[state[at_src]]
+        who, edges, at_src = who[live], edges[live], at_src[live]
         if not len(who):
             break
-        parent = kp[who, src]
+        dst = _DST[edges]
+        at_dst = who * NUM_KEYPOINTS + dst
+        start = field.plane_start(dst)
+        parent = kp[at_src]
         # A zero mid-range offset carries no information (an edge always has a length): the
         # parent's l is unlabelled, so the branch ends here with a guess instead of wandering
         # onto whichever type-l keypoint happens to lie near the parent.
-        proposal, informative = field.follow(edges, parent, (vote_weights[who, src], vote_cells[who, src]),
+        proposal, informative = field.follow(edges, parent, (vote_weights[at_src], vote_cells[at_src]),
                                              config.mid_min_support)
-        y = field.refine(dst, proposal, config.refine_steps)
+        y = field.refine(dst, proposal, config.refine_steps, start)
         y = np.where(informative[:, None], y, parent)
-        supported = informative & (field.heat_at(dst, y) >= 0.5)
+        supported = informative & (field.heat_at(dst, y, start) >= 0.5)
         lost = np.flatnonzero(informative & ~supported)
-        if len(lost) and claimable.any():
+        if len(lost) and any_claimable:
             d2 = ((y[lost, None] - peak_pos[None]) ** 2).sum(-1)                  # [U, peaks]
             d2 = np.where((peak_types[None] == dst[lost, None]) & claimable[None], d2, np.inf)
             best = d2.argmin(axis=1)
             snap = d2[np.arange(len(lost)), best] <= match_radius ** 2
             y[lost[snap]] = peak_pos[best[snap]]
             supported[lost[snap]] = True
-        votes = field.votes(dst, y)
+        votes = field.votes(dst, y, start)
         back, verified = field.follow(_REVERSE[edges], y, votes, config.mid_min_support)
-        unverified = ~verified
-        rejected = supported & ((((back - parent) ** 2).sum(1) > consistency ** 2) | unverified)
-        kp[who, dst] = y
-        vote_weights[who, dst], vote_cells[who, dst] = votes
-        state[who, dst] = np.where(rejected, _REJECTED, np.where(supported, _FOUND,
-                                                                 np.where(informative, _GUESSED, _UNKNOWN)))
-    return kp, state
+        rejected = supported & ((((back - parent) ** 2).sum(1) > consistency ** 2) | ~verified)
+        kp[at_dst] = y
+        vote_weights[at_dst], vote_cells[at_dst] = votes
+        # rejected implies supported implies informative: their count picks the state.
+        state[at_dst] = _STATE_BY_EVIDENCE[informative.view(np.int8) + supported.view(np.int8) + rejected.view(np.int8)]
+    return kp.reshape(s, NUM_KEYPOINTS, 2), state.reshape(s, NUM_KEYPOINTS)
 
 
 def _group(field: _VoteField, peak_types: np.ndarray, peak_pos: np.ndarray, config: DecoderConfig,
@@ -359,7 +401,13 @@ def _shared_cells(kp: np.ndarray, found: np.ndarray, a: np.ndarray, b: np.ndarra
     centre = np.stack([cj * stride + off, ci * stride + off], -1)                     # [N, 2]
     pointed = centre[:, None] + embed.reshape(NUM_KEYPOINTS, 2, h, w)[:, :, ci, cj].transpose(2, 0, 1)  # [N, 17, 2]
     people = np.unique(np.concatenate([a, b]))
-    d = np.linalg.norm(pointed[:, None] - kp[people][None], axis=-1)                  # [N, U, 17]
+    # |pointed - kp| over (x, y), as np.linalg.norm computes it, without its [N, U, 17, 2] temporaries.
+    dx = pointed[:, None, :, 0] - kp[people, :, 0][None]                           # [N, U, 17]
+    dy = pointed[:, None, :, 1] - kp[people, :, 1][None]
+    dx *= dx
+    dy *= dy
+    dx += dy
+    d = np.sqrt(dx, out=dx)
     f = found[people]
     mean_d = (d * f[None]).sum(-1) / np.maximum(f.sum(-1), 1)[None]                   # [N, U]
     slot = np.searchsorted(people, np.stack([a, b]))                                  # [2, Q]
@@ -443,6 +491,24 @@ def _soft_nms_scores(kp: np.ndarray, conf: np.ndarray, nms_radius: float) -> np.
     return np.where(taken, 0.0, conf).sum(1) / NUM_KEYPOINTS
 
 
+# Multiply-adds per matrix product that OpenBLAS (NumPy's BLAS) runs on one thread; it splits larger
+# ones over every core. The decoder's products are small: on threads that must wait for a core busy
+# with other work (a training run, the network), one of them took 7 ms instead of 0.1 ms.
+_BLAS_ONE_THREAD_WORK = 1 << 16
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b ([M, K] @ [K, N]), in blocks of rows small enough for BLAS to run each on one thread.
+    Each output element is the same dot product whatever block its row is in."""
+    rows = max(1, _BLAS_ONE_THREAD_WORK // max(1, b.shape[0] * b.shape[1]))
+    if len(a) <= rows:
+        return a @ b
+    out = np.empty((len(a), b.shape[1]), np.result_type(a, b))
+    for start in range(0, len(a), rows):
+        np.matmul(a[start:start + rows], b, out=out[start:start + rows])
+    return out
+
+
 def _cell_labels(seg: np.ndarray, embed: np.ndarray, kp: np.ndarray, weight: np.ndarray, scale: np.ndarray, *,
                  stride: int, config: DecoderConfig) -> np.ndarray:
     """[h, w] int32: 0 background, j + 1 for cells whose embedding is attracted to person j.
@@ -462,8 +528,8 @@ def _cell_labels(seg: np.ndarray, embed: np.ndarray, kp: np.ndarray, weight: np.
     ex = embed[0::2, ii, jj].T + (jj * stride + off).astype(np.float32)[:, None]   # [M, 17]
     ey = embed[1::2, ii, jj].T + (ii * stride + off).astype(np.float32)[:, None]
     wsum = np.maximum(weight.sum(1), np.float32(1e-9))                             # [P]
-    d2 = ((ex * ex + ey * ey) @ weight.T
-          - 2 * (ex @ (weight * kp[..., 0]).T + ey @ (weight * kp[..., 1]).T)
+    d2 = (_matmul(ex * ex + ey * ey, weight.T)
+          - 2 * (_matmul(ex, (weight * kp[..., 0]).T) + _matmul(ey, (weight * kp[..., 1]).T))
           + (weight * (kp * kp).sum(-1)).sum(1))                                  # [M, P]
     d2 = np.maximum(d2, 0) / (wsum * scale * scale)
     # Memberships this far under the threshold cannot decide a label (smoothing moves no value by
@@ -526,16 +592,16 @@ def upsample_labels(seg: np.ndarray, cell_labels: np.ndarray, stride: int, image
     if not len(at):
         return label, at, np.zeros(0, np.float32)
     ys, xs = np.divmod(at, W)
-    a, b, pv, pu = i0[ys], j0[xs], fv[ys], fu[xs]
+    a, pv = i0[ys], fv[ys]
     # Bilinear segmentation at those pixels, in float32 as PyTorch's upsampling computes it (up to
-    # the rounding of its vectorised kernel: within a float32 step).
-    s = seg.reshape(-1)
+    # the rounding of its vectorised kernel: within a float32 step): along the row first, for every
+    # row of cells and column of pixels at once (a few cell rows, not the pixels), then down.
     one = np.float32(1)
-    seg_px = ((one - pv) * ((one - pu) * s[a * w + b] + pu * s[a * w + right[b]])
-              + pv * ((one - pu) * s[below[a] * w + b] + pu * s[below[a] * w + right[b]]))
+    along = ((one - fu) * seg[:, j0] + fu * seg[:, right[j0]]).reshape(-1)            # [h * W]
+    seg_px = (one - pv) * along[a * W + xs] + pv * along[below[a] * W + xs]
     person = seg_px > seg_threshold
-    at, seg_px, pv, pu = at[person], seg_px[person], pv[person], pu[person]
-    block = a[person] * w + b[person]
+    at, seg_px, ys, xs = at[person], seg_px[person], ys[person], xs[person]
+    block = i0[ys] * w + j0[xs]
     px_label = corners[0][block]
     mixed = np.flatnonzero((corners != corners[0]).any(axis=0)[block])
     if len(mixed):
@@ -543,8 +609,8 @@ def upsample_labels(seg: np.ndarray, cell_labels: np.ndarray, stride: int, image
         traits = (l0 == l1, l0 == l2, l0 == l3, l1 == l2, l1 == l3, l2 == l3, l0 > 0, l1 > 0, l2 > 0, l3 > 0)
         _, example, pattern = np.unique(sum(t.astype(np.int64) << n for n, t in enumerate(traits)),
                                         return_index=True, return_inverse=True)
-        fv_values, fv_class = np.unique(pv[mixed], return_inverse=True)
-        fu_values, fu_class = np.unique(pu[mixed], return_inverse=True)
+        fv_values, fv_class = np.unique(fv[ys[mixed]], return_inverse=True)
+        fu_values, fu_class = np.unique(fu[xs[mixed]], return_inverse=True)
         winner = _vote_corner(corners[:, example, None, None], fv_values[:, None], fu_values)  # [patterns, fv, fu]
         mixed_block = block[mixed]
         corner = winner.reshape(-1)[(pattern[mixed_block] * len(fv_values) + fv_class) * len(fu_values) + fu_class]

@@ -262,8 +262,10 @@ class Predictor:
         crop_w = max(1, round(box.width * lw / input_shape[1]))
         rows = ((np.arange(box.original_height) + 0.5) * crop_h / box.original_height).astype(np.intp)
         cols = ((np.arange(box.original_width) + 0.5) * crop_w / box.original_width).astype(np.intp)
-        # Rows, then columns: two 1-D gathers cost a third of one 2-D fancy index.
-        return np.take(np.take(label_map, rows, axis=0), cols, axis=1).astype(np.uint16, copy=False)
+        # Columns on the cropped rows, then each row repeated as often as `rows` names it (rows is
+        # sorted): one gather at the cropped height and row copies, half the cost of two gathers.
+        narrow = np.take(label_map[:crop_h], cols, axis=1)
+        return np.repeat(narrow, np.bincount(rows, minlength=crop_h), axis=0).astype(np.uint16, copy=False)
 
     def _clock(self) -> float:
         if self.device.type == "cuda":

@@ -6,10 +6,12 @@ without touching the model; the parse_* helpers each build one part of the messa
 from __future__ import annotations
 
 import numpy as np
-from kdc_msgs.msg import Keypoint, Keypoint3D, Person, PoseSeg
+from kdc_msgs.msg import Person, PoseSeg
 from sensor_msgs.msg import Image
 
 from kdc_model import PoseSegResult
+
+from .image_io import pixels_to_image
 
 
 def filter_result(result: PoseSegResult, min_person_score: float, keypoint_threshold: float) -> PoseSegResult:
@@ -23,9 +25,14 @@ def filter_result(result: PoseSegResult, min_person_score: float, keypoint_thres
     keypoints[keypoints[..., 2] < keypoint_threshold] = 0.0  # (x, y, c) = 0: "not found"
     label_map = result.label_map
     if len(keep) != len(result):
-        relabel = np.zeros(max(int(label_map.max(initial=0)), len(result)) + 1, np.uint16)
-        relabel[keep + 1] = np.arange(1, len(keep) + 1, dtype=np.uint16)
-        label_map = relabel[label_map]
+        if np.array_equal(keep, np.arange(len(keep))):
+            # The best people kept (the model sorts by score): labels 1..len(keep) stay, the rest go.
+            # A mask of the map, many times cheaper than a gather through a relabelling table.
+            label_map = label_map * (label_map <= len(keep))
+        else:
+            relabel = np.zeros(max(int(label_map.max(initial=0)), len(result)) + 1, np.uint16)
+            relabel[keep + 1] = np.arange(1, len(keep) + 1, dtype=np.uint16)
+            label_map = relabel[label_map]
     return PoseSegResult(keypoints=keypoints, scores=result.scores[keep], boxes=result.boxes[keep],
                          label_map=label_map, mask_scores=result.mask_scores[keep])
 
@@ -43,7 +50,9 @@ def parse_people(result: PoseSegResult, ids=None, points_3d=None, valid_3d=None)
     are always published as 0, never NaN.
     """
     ids = person_ids(result, ids)
-    points_3d, valid_3d = _points_3d(len(result), points_3d, valid_3d)
+    have_3d = points_3d is not None and valid_3d is not None
+    if have_3d:
+        points_3d, valid_3d = _points_3d(len(result), points_3d, valid_3d)
     # Counting only the labelled pixels: people cover a small part of most images, and bincount
     # first copies whatever it is given into an int64 array.
     labelled = result.label_map[result.label_map > 0]
@@ -54,10 +63,14 @@ def parse_people(result: PoseSegResult, ids=None, points_3d=None, valid_3d=None)
         person = Person(id=int(ids[index]), score=float(result.scores[index]), x_min=x_min, y_min=y_min,
                         x_max=x_max, y_max=y_max, mask_score=float(result.mask_scores[index]),
                         mask_area=int(areas[index]))
-        person.keypoints = [Keypoint(x=float(x), y=float(y), confidence=float(c))
-                            for x, y, c in result.keypoints[index].tolist()]
-        person.keypoints_3d = [Keypoint3D(x=x, y=y, z=z, valid=bool(v))
-                               for (x, y, z), v in zip(points_3d[index].tolist(), valid_3d[index].tolist())]
+        # A new Person holds 17 Keypoint and 17 Keypoint3D, all 0 (the 3D ones invalid): they are
+        # filled in place, which costs a third of making 34 more messages.
+        for keypoint, (x, y, c) in zip(person.keypoints, result.keypoints[index].tolist()):
+            keypoint.x, keypoint.y, keypoint.confidence = x, y, c
+        if have_3d:
+            for keypoint, (x, y, z), v in zip(person.keypoints_3d, points_3d[index].tolist(),
+                                             valid_3d[index].tolist()):
+                keypoint.x, keypoint.y, keypoint.z, keypoint.valid = x, y, z, v
         people.append(person)
     return people
 
@@ -72,10 +85,7 @@ def _points_3d(n: int, points, valid) -> tuple[np.ndarray, np.ndarray]:
 
 def parse_mask(label_map: np.ndarray, header) -> Image:
     """The instance label image as sensor_msgs/Image mono16 (0 = background, i + 1 = person i)."""
-    height, width = label_map.shape
-    labels = np.ascontiguousarray(label_map, dtype="<u2")  # mono16 here is little-endian
-    return Image(header=header, height=height, width=width, encoding="mono16", is_bigendian=0,
-                 step=2 * width, data=labels.tobytes())
+    return pixels_to_image(np.asarray(label_map, dtype="<u2"), "mono16", header)  # mono16 here is little-endian
 
 
 def pose_seg_from_result(result: PoseSegResult, header, publish_mask: bool = True, ids=None,
