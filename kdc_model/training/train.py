@@ -22,6 +22,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -232,48 +233,60 @@ def train(recipe: Recipe, out: Path, resume: bool = False, progress: bool = True
             torch.set_flush_denormal(False)
 
 
-def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int | None, device) -> dict:
-    from tqdm import tqdm
+@dataclass
+class _Run:
+    """What a training run carries from step to step (and state.pt across resumes)."""
 
-    from .data import TrainingStream, load_sources, make_train_loader, validation_coco
-    from .evaluate import METRIC_KEYS
-    from ..inference.predictor import Predictor  # noqa: F401 - imported now: validation hours later runs this code, not what the files hold by then
+    model: KDCNet
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    ema: object | None          # torch.optim.swa_utils.AveragedModel, or None without EMA
+    step: int = 0
+    best: float = -1.0          # best validation score so far: mean of keypoint and mask AP
+    elapsed_before: float = 0.0  # training seconds of the sessions before this one
 
+    @property
+    def shipped(self) -> KDCNet:
+        """What is validated and saved: the moving average when there is one, else the trained weights."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+def _start(recipe: Recipe, out: Path, resume: bool, device) -> _Run:
+    """The run's network, optimizer, scaler and EMA: fresh (from init_weights, backbone weights or
+    nothing) or exactly as state.pt left them."""
     cfg = recipe.train
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-
     # Channels-last: ~30% faster CPU steps on this depthwise-heavy network.
     model = KDCNet(recipe.model).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
-    step, best, elapsed_before = 0, -1.0, 0.0
-    log = RunLog(out)
-    ema = None
+    run = _Run(model, optimizer, scaler, ema=None)
     if resume:
         state = load_state(out / STATE_FILE, device)
         model.load_state_dict(state["model"])
         if cfg.ema_decay > 0:
-            ema = make_ema(model, cfg.ema_decay)
+            run.ema = make_ema(model, cfg.ema_decay)
             if state.get("ema"):
-                ema.load_state_dict(state["ema"])
+                run.ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         if state["scaler"] and scaler.is_enabled():
             scaler.load_state_dict(state["scaler"])
-        step, best = int(state["step"]), float(state["best"])
-        elapsed_before = float(state.get("elapsed_s", 0.0))
-        log.truncate_after(step)
+        run.step, run.best = int(state["step"]), float(state["best"])
+        run.elapsed_before = float(state.get("elapsed_s", 0.0))
     elif cfg.init_weights:
         config, state = load_checkpoint(cfg.init_weights)
         carry_weights(model, recipe.model, config, state, cfg.init_weights)
     elif cfg.backbone_weights:
         load_backbone_weights(model, resolve_backbone_weights(cfg.backbone_weights))
-    if ema is None and cfg.ema_decay > 0:
-        ema = make_ema(model, cfg.ema_decay)
-    # What is validated and saved: the moving average when there is one, else the trained weights.
-    shipped = ema.module if ema is not None else model
-    (out / RECIPE_FILE).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    if run.ema is None and cfg.ema_decay > 0:
+        run.ema = make_ema(model, cfg.ema_decay)
+    return run
 
+
+def _data(recipe: Recipe):
+    """(the stream of training samples, the validation set or None) of the recipe's sources."""
+    from .data import TrainingStream, load_sources, validation_coco
+
+    cfg = recipe.train
     if recipe.data_root is None:
         raise ValueError("no data root: pass --data-root")
     train_records, val_records = load_sources(recipe.sources, recipe.data_root, recipe.pseudo_labels)
@@ -285,52 +298,77 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int
         if unknown:
             raise ValueError(f"train.val_sources: no source named {sorted(unknown)[0]!r}")
         val_records = [r for r in val_records if r.source.name in cfg.val_sources]
-    val_set = validation_coco(val_records) if val_records else None
+    return stream, (validation_coco(val_records) if val_records else None)
+
+
+def _optimise(run: _Run, images, targets, recipe: Recipe, autocast) -> tuple[torch.Tensor, dict]:
+    """One optimisation step on a batch at the run's step: (loss, its terms)."""
+    lr = learning_rate(run.step, recipe.train)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    with autocast:
+        outputs = run.model(images)
+    loss, terms = kdc_loss(outputs, targets, recipe.model)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.unscale_(run.optimizer)
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), recipe.train.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    if run.ema is not None:
+        run.ema.update_parameters(run.model)
+    run.step += 1
+    return loss, terms
+
+
+def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int | None, device) -> dict:
+    from tqdm import tqdm
+
+    from .data import make_train_loader
+    from .evaluate import METRIC_KEYS
+    from ..inference.predictor import Predictor  # noqa: F401 - imported now: validation hours later runs this code, not what the files hold by then
+
+    cfg = recipe.train
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    run = _start(recipe, out, resume, device)
+    log = RunLog(out)
+    if resume:
+        log.truncate_after(run.step)
+    (out / RECIPE_FILE).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    stream, val_set = _data(recipe)
     end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
-    loader = make_train_loader(stream, cfg.batch_size, step, end, num_workers=cfg.workers)
+    loader = make_train_loader(stream, cfg.batch_size, run.step, end, num_workers=cfg.workers)
 
     def checkpoint() -> None:
-        save_state(out / STATE_FILE, model, optimizer, scaler, step, best, elapsed(), ema)
-        save_checkpoint(out / "last.safetensors", shipped, recipe.model, extra_metadata={"step": step})
+        save_state(out / STATE_FILE, run.model, run.optimizer, run.scaler, run.step, run.best, elapsed(), run.ema)
+        save_checkpoint(out / "last.safetensors", run.shipped, recipe.model, extra_metadata={"step": run.step})
 
     def run_validation() -> dict:
-        nonlocal best
-        metrics = validate(shipped, val_set, device, out / "val", cfg.val_max_images)
-        training_mode(model, cfg.frozen_batchnorm)
-        log.append("val.csv", {"step": step, "elapsed_s": round(elapsed(), 1),
+        metrics = validate(run.shipped, val_set, device, out / "val", cfg.val_max_images)
+        training_mode(run.model, cfg.frozen_batchnorm)
+        log.append("val.csv", {"step": run.step, "elapsed_s": round(elapsed(), 1),
                                **{k: round(metrics[k], 4) for k in METRIC_KEYS}})
         score = (metrics["keypoints_ap"] + metrics["segm_ap"]) / 2
-        if score > best:
-            best = score
-            save_checkpoint(out / "best.safetensors", shipped, recipe.model,
-                            extra_metadata={"step": step, **{k: metrics[k] for k in METRIC_KEYS}})
-        tqdm.write(f"step {step}: " + ", ".join(f"{k} {metrics[k]:.3f}" for k in METRIC_KEYS if metrics[k] >= 0))
+        if score > run.best:
+            run.best = score
+            save_checkpoint(out / "best.safetensors", run.shipped, recipe.model,
+                            extra_metadata={"step": run.step, **{k: metrics[k] for k in METRIC_KEYS}})
+        tqdm.write(f"step {run.step}: " + ", ".join(f"{k} {metrics[k]:.3f}" for k in METRIC_KEYS if metrics[k] >= 0))
         return metrics
 
-    training_mode(model, cfg.frozen_batchnorm)
-    autocast = torch.autocast(device_type=device.type, dtype=torch.float16, enabled=scaler.is_enabled())
+    training_mode(run.model, cfg.frozen_batchnorm)
+    autocast = torch.autocast(device_type=device.type, dtype=torch.float16, enabled=run.scaler.is_enabled())
     start = last_checkpoint = window_start = time.time()
-    elapsed = lambda: elapsed_before + time.time() - start  # training time across resumes
+    elapsed = lambda: run.elapsed_before + time.time() - start  # training time across resumes
     window_images, window_steps, sums, metrics = 0, 0, {}, {}
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=run.step, disable=not progress, unit="step", dynamic_ncols=True)
     for images, targets in loader:
-        lr = learning_rate(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = learning_rate(run.step, cfg)
         images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         targets = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
-        with autocast:
-            outputs = model(images)
-        loss, terms = kdc_loss(outputs, targets, recipe.model)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        if ema is not None:
-            ema.update_parameters(model)
-        step += 1
+        loss, terms = _optimise(run, images, targets, recipe, autocast)
+        step = run.step
         window_images += images.shape[0]
         window_steps += 1
         for key, value in {"loss": loss, **terms}.items():
@@ -356,7 +394,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int
             last_checkpoint = time.time()
             log.plot()
     bar.close()
-    if val_set is not None and step == cfg.steps:
+    if val_set is not None and run.step == cfg.steps:
         metrics = run_validation()
     checkpoint()
     log.plot()
