@@ -26,6 +26,45 @@ def _box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
 
 
+class _Mask:
+    """One person's mask as the rectangle around its pixels: (top, left) and the boolean crop."""
+
+    def __init__(self, top: int, left: int, crop: np.ndarray) -> None:
+        self.top, self.left, self.crop = top, left, crop
+        self.area = int(crop.sum())
+
+    def iou(self, other: "_Mask") -> float:
+        top, left = max(self.top, other.top), max(self.left, other.left)
+        bottom = min(self.top + self.crop.shape[0], other.top + other.crop.shape[0])
+        right = min(self.left + self.crop.shape[1], other.left + other.crop.shape[1])
+        if bottom <= top or right <= left:
+            return 0.0
+        mine = self.crop[top - self.top:bottom - self.top, left - self.left:right - self.left]
+        theirs = other.crop[top - other.top:bottom - other.top, left - other.left:right - other.left]
+        inter = int(np.count_nonzero(mine & theirs))
+        return inter / max(self.area + other.area - inter, 1)
+
+
+def _masks(result: PoseSegResult) -> list[_Mask | None]:
+    """Every person's mask (None without pixels), from one pass over the label map: the rows and
+    columns each label occupies give its rectangle, so no person costs a whole-image comparison."""
+    height, width = result.image_size
+    n = len(result)
+    ys, xs = np.nonzero(result.label_map)
+    who = result.label_map[ys, xs].astype(np.int64)
+    rows = np.bincount(who * height + ys, minlength=(n + 1) * height).reshape(n + 1, height)[1:] > 0
+    cols = np.bincount(who * width + xs, minlength=(n + 1) * width).reshape(n + 1, width)[1:] > 0
+    masks = []
+    for i in range(n):
+        if not rows[i].any():
+            masks.append(None)
+            continue
+        top, bottom = int(rows[i].argmax()), height - int(rows[i][::-1].argmax())
+        left, right = int(cols[i].argmax()), width - int(cols[i][::-1].argmax())
+        masks.append(_Mask(top, left, result.label_map[top:bottom, left:right] == i + 1))
+    return masks
+
+
 def merge_people(results: list[PoseSegResult], iou_threshold: float = 0.5) -> PoseSegResult:
     """One result from several results of the same image: people in score order, a person dropped
     when their box or mask overlaps a kept person's by more than `iou_threshold` (IoU). In the merged
@@ -35,29 +74,28 @@ def merge_people(results: list[PoseSegResult], iou_threshold: float = 0.5) -> Po
     shape = results[0].image_size
     if any(r.image_size != shape for r in results):
         raise ValueError(f"results of different image sizes: {sorted({r.image_size for r in results})}")
+    masks = [_masks(r) for r in results]
     people = [(float(r.scores[i]), k, i) for k, r in enumerate(results) for i in range(len(r))]
     people.sort(key=lambda p: -p[0])  # stable: equal scores keep the order of `results`
     kept: list[tuple[int, int]] = []
     kept_boxes = np.zeros((0, 4), np.float32)
-    kept_masks: list[np.ndarray] = []
     for _, k, i in people:
-        box = results[k].boxes[i]
-        mask = results[k].label_map == i + 1
+        box, mask = results[k].boxes[i], masks[k][i]
         if kept:
             overlap = _box_iou(box, kept_boxes).max()
-            if overlap <= iou_threshold and mask.any():
-                area = mask.sum()
-                for other in kept_masks:
-                    inter = np.logical_and(mask, other).sum()
-                    overlap = max(overlap, inter / max(area + other.sum() - inter, 1))
+            if overlap <= iou_threshold and mask is not None:
+                others = (masks[a][b] for a, b in kept)
+                overlap = max([overlap] + [mask.iou(o) for o in others if o is not None])
             if overlap > iou_threshold:
                 continue
         kept.append((k, i))
         kept_boxes = np.concatenate([kept_boxes, box[None]])
-        kept_masks.append(mask)
     label_map = np.zeros(shape, np.uint16)
-    for n, mask in enumerate(kept_masks):
-        label_map[mask & (label_map == 0)] = n + 1
+    for n, (k, i) in enumerate(kept):
+        mask = masks[k][i]
+        if mask is not None:
+            window = label_map[mask.top:mask.top + mask.crop.shape[0], mask.left:mask.left + mask.crop.shape[1]]
+            window[mask.crop & (window == 0)] = n + 1
     pick = lambda field: np.array([getattr(results[k], field)[i] for k, i in kept], np.float32).reshape(
         (len(kept),) + getattr(results[0], field).shape[1:])
     return PoseSegResult(keypoints=pick("keypoints"), scores=pick("scores"), boxes=pick("boxes"),
