@@ -28,6 +28,19 @@ def namespace(request) -> str:
     return "/t_" + re.sub(r"\W+", "_", request.node.name).strip("_")[:80]
 
 
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory):
+    """A seeded random network saved as a checkpoint: trained at side 64, 16-channel neck and heads
+    (loads and runs in milliseconds; for tests of loading, settings and sides, not of accuracy)."""
+    from kdc_model import KDCNet, ModelConfig, save_checkpoint
+
+    torch.manual_seed(0)
+    config = ModelConfig(input_size=64, neck_channels=16, head_channels=16)
+    path = tmp_path_factory.mktemp("small_model") / "small.safetensors"
+    save_checkpoint(path, KDCNet(config), config)
+    return path
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `gpu` run wherever CUDA is present and are skipped, with the reason, elsewhere."""
     if torch.cuda.is_available():

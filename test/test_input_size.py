@@ -11,21 +11,13 @@ import onnxruntime
 import pytest
 import torch
 
-from kdc_model import KDCNet, ModelConfig, load_model, save_checkpoint
+from kdc_model import ModelConfig, load_model
 from kdc_model.inference.export import main as export_main
 from kdc_ros.bench.kdc import kdc_predictor
 
 TRAINED_AT = 64
 CONFIG = ModelConfig(input_size=TRAINED_AT, neck_channels=16, head_channels=16)
 SIDES = (64, 128, 160)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("input_size") / "small.safetensors"
-    save_checkpoint(path, KDCNet(CONFIG), CONFIG)
-    return path
 
 
 def outputs(network, images: torch.Tensor) -> dict[str, np.ndarray]:
@@ -38,10 +30,10 @@ def images_at(side: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("side", SIDES)
-def test_export_cli_writes_the_network_load_model_runs_at_that_side(checkpoint, tmp_path, side):
+def test_export_cli_writes_the_network_load_model_runs_at_that_side(small_checkpoint, tmp_path, side):
     out = tmp_path / "kdc.onnx"
-    assert export_main(["--checkpoint", str(checkpoint), "--out", str(out), "--input-size", str(side)]) == 0
-    predictor = load_model(checkpoint, device="cpu", input_size=side)
+    assert export_main(["--checkpoint", str(small_checkpoint), "--out", str(out), "--input-size", str(side)]) == 0
+    predictor = load_model(small_checkpoint, device="cpu", input_size=side)
     assert predictor.input_side == side and predictor.config.radius == CONFIG.radius
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     metadata = session.get_modelmeta().custom_metadata_map
@@ -55,10 +47,10 @@ def test_export_cli_writes_the_network_load_model_runs_at_that_side(checkpoint, 
 
 
 @pytest.mark.parametrize("side", SIDES)
-def test_bench_runs_the_network_load_model_runs_at_that_side(checkpoint, side):
-    predictor = load_model(checkpoint, device="cpu", input_size=side)
-    benched, weights = kdc_predictor(side, weights=str(checkpoint))
-    assert weights == str(checkpoint)
+def test_bench_runs_the_network_load_model_runs_at_that_side(small_checkpoint, side):
+    predictor = load_model(small_checkpoint, device="cpu", input_size=side)
+    benched, weights = kdc_predictor(side, weights=str(small_checkpoint))
+    assert weights == str(small_checkpoint)
     assert benched.input_side == side and benched.config == predictor.config == CONFIG
     images = images_at(side)
     expected = outputs(predictor.model, images)
@@ -72,10 +64,10 @@ def test_random_bench_weights_keep_their_config_at_any_side():
         assert benched.input_side == side and benched.config == ModelConfig()
 
 
-def test_a_side_the_network_cannot_see_is_refused_in_one_place(checkpoint, tmp_path, capsys):
+def test_a_side_the_network_cannot_see_is_refused_in_one_place(small_checkpoint, tmp_path, capsys):
     with pytest.raises(ValueError, match="input_size must be at least 32, not 31"):
-        load_model(checkpoint, device="cpu", input_size=31)
-    assert export_main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "x.onnx"),
+        load_model(small_checkpoint, device="cpu", input_size=31)
+    assert export_main(["--checkpoint", str(small_checkpoint), "--out", str(tmp_path / "x.onnx"),
                         "--input-size", "16"]) == 2
     assert "input_size must be at least 32, not 16" in capsys.readouterr().err
-    assert load_model(checkpoint, device="cpu", input_size=33).input_side == 64  # rounded up to 32s
+    assert load_model(small_checkpoint, device="cpu", input_size=33).input_side == 64  # rounded up to 32s

@@ -9,7 +9,6 @@ import signal
 import subprocess
 
 import pytest
-import torch
 import yaml
 from kdc_msgs.msg import PoseSeg
 from lifecycle_msgs.msg import Transition
@@ -18,21 +17,11 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import Image
 
 from image_samples import encode, gradient_rgb
-from kdc_model import KDCNet, ModelConfig, save_checkpoint
 from kdc_ros.harness import NodeHarness
 from kdc_ros.node import params
 from node_helpers import CAMERA, log_lines, node_log, stamped
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    config = ModelConfig(input_size=64, neck_channels=16, head_channels=16)
-    path = tmp_path_factory.mktemp("lifecycle") / "small.safetensors"
-    save_checkpoint(path, KDCNet(config), config)
-    return path
 
 
 def model_parameters(model) -> dict:
@@ -45,8 +34,8 @@ def answered(harness, camera, answers, seconds: int, timeout: float = 10.0) -> b
     return harness.send_until(camera, frame, lambda: any(m.header == frame.header for m in answers), timeout)
 
 
-def test_configure_loads_activate_subscribes_deactivate_stops_cleanup_frees(checkpoint, namespace):
-    with NodeHarness(namespace=namespace, lifecycle=True, parameters=model_parameters(checkpoint)) as harness:
+def test_configure_loads_activate_subscribes_deactivate_stops_cleanup_frees(small_checkpoint, namespace):
+    with NodeHarness(namespace=namespace, lifecycle=True, parameters=model_parameters(small_checkpoint)) as harness:
         node = harness.node
         camera = harness.publisher(CAMERA, Image)
         answers = harness.record(harness.output("pose_seg"), PoseSeg)
@@ -85,9 +74,9 @@ def test_a_missing_model_fails_configure_with_one_line(tmp_path, namespace):
         assert harness.node.predictor is None
 
 
-def test_kdc_lifecycle_node_process_is_driven_by_lifecycle_services(checkpoint, tmp_path, namespace):
+def test_kdc_lifecycle_node_process_is_driven_by_lifecycle_services(small_checkpoint, tmp_path, namespace):
     document = yaml.safe_load(params.default_parameters_file().read_text())
-    document["/**/kdc"]["ros__parameters"].update(model_parameters(checkpoint))
+    document["/**/kdc"]["ros__parameters"].update(model_parameters(small_checkpoint))
     params_file = tmp_path / "kdc.yaml"
     params_file.write_text(yaml.safe_dump(document))
     executable = shutil.which("kdc_lifecycle_node")

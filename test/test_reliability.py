@@ -395,19 +395,6 @@ def test_out_of_memory_is_told_from_other_errors():
     assert not is_out_of_memory(ValueError("out of memory"))
 
 
-@pytest.fixture(scope="module")
-def small_checkpoint(tmp_path_factory):
-    import torch
-
-    from kdc_model import KDCNet, ModelConfig, save_checkpoint
-
-    torch.manual_seed(0)
-    config = ModelConfig(input_size=64, neck_channels=16, head_channels=16)
-    path = tmp_path_factory.mktemp("model") / "small.safetensors"
-    save_checkpoint(path, KDCNet(config), config)
-    return path
-
-
 def test_cuda_requested_but_absent_falls_back_to_cpu_or_stops_by_parameter(small_checkpoint, namespace):
     import torch
 

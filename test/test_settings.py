@@ -4,10 +4,9 @@ the thresholds the node shares with the model's decoder (a node value below the 
 from __future__ import annotations
 
 import pytest
-import torch
 from rclpy.parameter import Parameter
 
-from kdc_model import DecoderConfig, KDCNet, ModelConfig, load_model, save_checkpoint
+from kdc_model import DecoderConfig, ModelConfig, load_model
 from kdc_model.inference.backends import device_problem
 from kdc_model.network.config import input_size_problem
 from kdc_ros.node import params
@@ -16,15 +15,7 @@ from node_helpers import log_lines, node_log, start_node
 SMALL = ModelConfig(input_size=64, neck_channels=16, head_channels=16)
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("settings") / "small.safetensors"
-    save_checkpoint(path, KDCNet(SMALL), SMALL)
-    return path
-
-
-def test_input_size_means_one_thing_from_the_node_parameter_to_the_model(checkpoint, namespace):
+def test_input_size_means_one_thing_from_the_node_parameter_to_the_model(small_checkpoint, namespace):
     assert params.check_value("input_size", 0) is None, "0: the model's own side"
     for side in (1, 16, 31):  # within the parameter's range, but no letterbox side
         assert params.check_value("input_size", side) == input_size_problem(side) == \
@@ -32,9 +23,9 @@ def test_input_size_means_one_thing_from_the_node_parameter_to_the_model(checkpo
         with pytest.raises(ValueError, match=f"at least 32, not {side}"):
             load_model(SMALL, input_size=side)
     with pytest.raises(ValueError, match="at least 32, not 16"):
-        start_node(None, namespace, model=str(checkpoint), device="cpu", backend="torch", input_size=16)
+        start_node(None, namespace, model=str(small_checkpoint), device="cpu", backend="torch", input_size=16)
     for setting, side in ((0, 64), (100, 128)):
-        with start_node(None, namespace, model=str(checkpoint), device="cpu", backend="torch",
+        with start_node(None, namespace, model=str(small_checkpoint), device="cpu", backend="torch",
                         input_size=setting) as harness:
             assert harness.node.predictor.input_side == side
 
@@ -48,11 +39,11 @@ def test_a_device_setting_is_checked_by_the_model_package():
         assert params.check_value("device", name) is None
 
 
-def test_node_thresholds_below_the_decoders_are_told_at_start_and_when_set(checkpoint, namespace):
+def test_node_thresholds_below_the_decoders_are_told_at_start_and_when_set(small_checkpoint, namespace):
     decoder = DecoderConfig()
     assert params.threshold_warnings(params.load_defaults(), decoder) == [], "the shipped values are above"
     low = {"min_person_score": decoder.min_person_score / 2, "keypoint_threshold": decoder.keypoint_threshold}
-    with start_node(None, namespace, model=str(checkpoint), device="cpu", backend="torch", **low) as harness:
+    with start_node(None, namespace, model=str(small_checkpoint), device="cpu", backend="torch", **low) as harness:
         log = node_log(harness)
         said = f"min_person_score {low['min_person_score']:g} is below the model decoder's own " \
                f"{decoder.min_person_score:g}"
@@ -62,7 +53,7 @@ def test_node_thresholds_below_the_decoders_are_told_at_start_and_when_set(check
         harness.wait_for(lambda: any(said in line for line in log_lines(log, harness)), 5.0, "no warning when set")
 
 
-def test_multi_scale_from_the_node_parameter_to_the_model(checkpoint, namespace):
+def test_multi_scale_from_the_node_parameter_to_the_model(small_checkpoint, namespace):
     """multi_scale: each side is checked as input_size is, and the node runs every side."""
     from kdc_model.inference.multiscale import MultiScalePredictor
 
@@ -72,10 +63,10 @@ def test_multi_scale_from_the_node_parameter_to_the_model(checkpoint, namespace)
     assert "at most 3" in params.check_value("multi_scale", [64, 96, 128, 160])
     assert "over 2048" in params.check_value("multi_scale", [4096])
     with pytest.raises(ValueError, match="multi_scale must be at least 32, not 16"):
-        start_node(None, namespace, model=str(checkpoint), device="cpu", backend="torch", multi_scale=[16])
-    with start_node(None, namespace, model=str(checkpoint), device="cpu", backend="torch",
+        start_node(None, namespace, model=str(small_checkpoint), device="cpu", backend="torch", multi_scale=[16])
+    with start_node(None, namespace, model=str(small_checkpoint), device="cpu", backend="torch",
                     multi_scale=[128]) as harness:
         predictor = harness.node.predictor
         assert isinstance(predictor, MultiScalePredictor) and predictor.input_sides == (64, 128)
-    with start_node(None, namespace, model=str(checkpoint), device="cpu", backend="torch") as harness:
+    with start_node(None, namespace, model=str(small_checkpoint), device="cpu", backend="torch") as harness:
         assert not isinstance(harness.node.predictor, MultiScalePredictor)
