@@ -12,18 +12,8 @@ import time
 
 import numpy as np
 
+from ..matching import box_iou
 from ..result import PoseSegResult
-
-
-def _box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one (x0, y0, x1, y1) box with each of [K, 4] boxes (inclusive pixel bounds)."""
-    x0 = np.maximum(box[0], boxes[:, 0])
-    y0 = np.maximum(box[1], boxes[:, 1])
-    x1 = np.minimum(box[2], boxes[:, 2])
-    y1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x1 - x0 + 1, 0, None) * np.clip(y1 - y0 + 1, 0, None)
-    area = lambda b: (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
-    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
 
 
 class _Mask:
@@ -82,7 +72,7 @@ def merge_people(results: list[PoseSegResult], iou_threshold: float = 0.5) -> Po
     for _, k, i in people:
         box, mask = results[k].boxes[i], masks[k][i]
         if kept:
-            overlap = _box_iou(box, kept_boxes).max()
+            overlap = box_iou(box, kept_boxes).max()
             if overlap <= iou_threshold and mask is not None:
                 others = (masks[a][b] for a, b in kept)
                 overlap = max([overlap] + [mask.iou(o) for o in others if o is not None])

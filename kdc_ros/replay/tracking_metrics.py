@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from kdc_model.training.matching import box_iou, greedy_pairs
+from kdc_model.matching import box_iou, greedy_pairs
 
 
 def tracking_summary(frames: Iterable[tuple[Sequence[int], np.ndarray]], min_iou: float = 0.5) -> dict:

@@ -1,6 +1,7 @@
 """Matching people between two sets: box IoU and a greedy one-to-one pairing, best pair first.
 
-Used by tracking metrics (frame to frame) and by the teacher's pseudo-labels (teacher to label).
+Used by tracking metrics (frame to frame), the teacher's pseudo-labels (teacher to label) and
+multi-scale inference (one image's people found at two sides).
 """
 from __future__ import annotations
 
