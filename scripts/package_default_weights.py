@@ -5,10 +5,10 @@ decoder calibrated again on COCO photographs ships without retraining.
 
 Usage: python scripts/package_default_weights.py runs/default/best.safetensors [RECIPE]
 """
+import dataclasses
 import sys
 
 from kdc_model import DEFAULT_WEIGHTS, build_network, save_checkpoint
-from kdc_model.network.checkpoint import load_checkpoint
 from kdc_model.network.config import ModelConfig
 from kdc_model.training.recipe import load_recipe
 
@@ -18,7 +18,7 @@ DEFAULT_RECIPE = "kdc_model/configs/default.yaml"
 def main(source: str, recipe: str = DEFAULT_RECIPE) -> None:
     model = build_network(source)
     decoder = ModelConfig.from_dict(load_recipe(recipe).get("model") or {}).decoder
-    config = ModelConfig.from_dict({**model.config.to_dict(), "decoder": decoder.to_dict()})
+    config = dataclasses.replace(model.config, decoder=decoder)
     target = DEFAULT_WEIGHTS.file
     target.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(target, model, config, extra_metadata={"source": source}, half=True)

@@ -301,9 +301,8 @@ def _data(recipe: Recipe):
     return stream, (validation_coco(val_records) if val_records else None)
 
 
-def _optimise(run: _Run, images, targets, recipe: Recipe, autocast) -> tuple[torch.Tensor, dict]:
-    """One optimisation step on a batch at the run's step: (loss, its terms)."""
-    lr = learning_rate(run.step, recipe.train)
+def _optimise(run: _Run, images, targets, recipe: Recipe, autocast, lr: float) -> tuple[torch.Tensor, dict]:
+    """One optimisation step on a batch at learning rate `lr`: (loss, its terms)."""
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     with autocast:
@@ -367,7 +366,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, stop_at: int
         lr = learning_rate(run.step, cfg)
         images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         targets = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
-        loss, terms = _optimise(run, images, targets, recipe, autocast)
+        loss, terms = _optimise(run, images, targets, recipe, autocast, lr)
         step = run.step
         window_images += images.shape[0]
         window_steps += 1

@@ -63,6 +63,19 @@ def _optional_topics_reason(topics: list[str]) -> str | None:
     return None
 
 
+def _multi_scale_reason(sides: list[int]) -> str | None:
+    if not all(isinstance(side, int) and not isinstance(side, bool) for side in sides):
+        return "multi_scale must be a list of integers"
+    if len(sides) > 3:
+        return f"multi_scale lists {len(sides)} sides; at most 3 (each costs a network run)"
+    for side in sides:
+        if (reason := input_size_problem(side)) is not None:
+            return reason.replace("input_size", "multi_scale")
+        if side > 2048:
+            return f"multi_scale side {side} is over 2048"
+    return None
+
+
 SPECS: dict[str, ParameterSpec] = {
     "image_topic": ParameterSpec(Parameter.Type.STRING, "Camera image topic (sensor_msgs/Image; "
                                  "{image_topic}/compressed when compressed is true).", check=_topic_reason),
@@ -109,7 +122,7 @@ SPECS: dict[str, ParameterSpec] = {
     "multi_scale": ParameterSpec(Parameter.Type.INTEGER_ARRAY, "More letterbox sides the network also runs at, "
                                  "px (e.g. [640]); the people of every side are merged: small and big people "
                                  "both found, for the sides' summed time (a GPU's choice; [] = input_size only).",
-                                 check=lambda v: _multi_scale_reason(v)),
+                                 check=_multi_scale_reason),
     "backend": ParameterSpec(Parameter.Type.STRING, "What runs the network: auto (onnxruntime on CPU where "
                              "installed, tensorrt on CUDA where its provider is, else torch), torch (PyTorch), "
                              "onnxruntime (its ONNX export in ONNX Runtime, CPU or CUDA provider), tensorrt (ONNX "
@@ -131,19 +144,6 @@ SPECS: dict[str, ParameterSpec] = {
     "diagnostics_period": ParameterSpec(Parameter.Type.DOUBLE, "Seconds between /diagnostics messages.",
                                         bounds=(0.1, 60.0)),
 }
-
-def _multi_scale_reason(sides: list[int]) -> str | None:
-    if not all(isinstance(side, int) and not isinstance(side, bool) for side in sides):
-        return "multi_scale must be a list of integers"
-    if len(sides) > 3:
-        return f"multi_scale lists {len(sides)} sides; at most 3 (each costs a network run)"
-    for side in sides:
-        if (reason := input_size_problem(side)) is not None:
-            return reason.replace("input_size", "multi_scale")
-        if side > 2048:
-            return f"multi_scale side {side} is over 2048"
-    return None
-
 
 def model_input_size(value: int) -> int | None:
     """The node's input_size as kdc_model takes it: 0 (the model's own side) is None."""
