@@ -112,3 +112,16 @@ def test_scores_exactly_as_cocoeval_with_false_positives_on_an_empty_image(groun
     # The false positives cost something: without them the same predictions score higher.
     clean = evaluate_predictions(data, [r for r in results if r["image_id"] != empty])
     assert clean["keypoints_ap"] > ours["keypoints_ap"]
+
+
+def test_the_evaluation_runs_by_its_short_name_too():
+    """python -m kdc_model.evaluate is kdc_model.training.evaluate (the name the issues use)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "kdc_model.evaluate", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "--multi-scale" in done.stdout and "--input-size" in done.stdout
+    missing = subprocess.run([sys.executable, "-m", "kdc_model.evaluate", "--images", "nowhere", "--annotations",
+                              "nowhere.json", "--out", "out"], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "nowhere.json" in missing.stderr
