@@ -11,7 +11,8 @@ setup(
     description="KDC multi-person pose + instance segmentation for ROS 2",
     license="Apache-2.0",
     packages=find_packages(include=["kdc_ros", "kdc_ros.*", "kdc_model", "kdc_model.*"]),
-    package_data={"kdc_model": ["weights/*.safetensors", "weights/*.json", "configs/*.yaml"]},
+    package_data={"kdc_model": ["weights/*.safetensors", "weights/*.int8.onnx", "weights/*.json",
+                                "configs/*.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -1,29 +1,43 @@
-"""Copy a training checkpoint into the package as the default model (fp16 safetensors).
+"""Copy a training checkpoint into the package as the default model (fp16 safetensors), and its int8
+network (kdc_default.int8.onnx, kdc_model.inference.quantize) calibrated on real training images.
 
 The decoder settings come from the recipe (`model.decoder` of kdc_model/configs/default.yaml), so a
-decoder calibrated again on COCO photographs ships without retraining.
+decoder calibrated again on COCO photographs ships without retraining. The int8 network is made from
+the packaged weights (their digest is in it, so it must be made again whenever they change).
 
-Usage: python scripts/package_default_weights.py runs/default/best.safetensors [RECIPE]
+Usage: python scripts/package_default_weights.py SOURCE [--recipe RECIPE] [--data-root ../shared/data]
 """
+import argparse
 import dataclasses
-import sys
 
 from kdc_model import DEFAULT_WEIGHTS, build_network, save_checkpoint
+from kdc_model.inference import quantize
 from kdc_model.network.config import ModelConfig
 from kdc_model.training.recipe import load_recipe
 
 DEFAULT_RECIPE = "kdc_model/configs/default.yaml"
+# Calibration images: training images only (never coco_val_dev), COCO photographs and LSPET's sports.
+CALIBRATION_FOLDERS = ("coco_mini_train/images", "lspet/images")
+PER_FOLDER = 20
 
 
-def main(source: str, recipe: str = DEFAULT_RECIPE) -> None:
-    model = build_network(source)
-    decoder = ModelConfig.from_dict(load_recipe(recipe).get("model") or {}).decoder
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="training checkpoint (e.g. runs/NAME/best.safetensors)")
+    parser.add_argument("--recipe", default=DEFAULT_RECIPE)
+    parser.add_argument("--data-root", default="../shared/data", help="where the calibration images are")
+    args = parser.parse_args()
+    model = build_network(args.source)
+    decoder = ModelConfig.from_dict(load_recipe(args.recipe).get("model") or {}).decoder
     config = dataclasses.replace(model.config, decoder=decoder)
     target = DEFAULT_WEIGHTS.file
     target.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(target, model, config, extra_metadata={"source": source}, half=True)
-    print(f"{target}: {target.stat().st_size / 1e6:.1f} MB (fp16), decoder from {recipe}")
+    save_checkpoint(target, model, config, extra_metadata={"source": args.source}, half=True)
+    print(f"{target}: {target.stat().st_size / 1e6:.1f} MB (fp16), decoder from {args.recipe}")
+    images = [str(path) for folder in CALIBRATION_FOLDERS
+              for path in quantize.image_files([f"{args.data_root}/{folder}"])[:PER_FOLDER]]
+    quantize.main(["--checkpoint", "default", "--images", *images, "--max-images", str(len(images))])
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main()

@@ -1,6 +1,7 @@
 """The bundled default weights find people in a real frame: the walkers of OpenCV's pedestrian clip
 (test/data, Apache-2.0), each found with keypoints inside their hand-drawn box, through
-load_model("default") and through a KdcNode started with its shipped defaults; and one walker
+load_model("default") (float32 and the shipped int8 network) and through a KdcNode started with its
+shipped defaults (int8 on CPU); and one walker
 cropped and enlarged to fill the frame, the close-up a model trained only on small people misses."""
 from pathlib import Path
 
@@ -52,8 +53,12 @@ def found_in(box, keypoints: np.ndarray, confidences: np.ndarray, min_keypoints:
     return False
 
 
-@pytest.fixture(scope="module")
-def default_model():
+@pytest.fixture(scope="module", params=["float32", "int8"])
+def default_model(request):
+    """The default weights as load_model gives them, and their shipped int8 network (the node's default
+    on CPU), which must find the same people."""
+    if request.param == "int8":
+        return load_model("default", device="cpu", backend="onnxruntime", int8=True)
     return load_model("default", device="cpu")
 
 
@@ -80,6 +85,7 @@ def test_a_node_with_its_shipped_defaults_finds_every_walker(namespace):
     from node_helpers import camera_publisher, listen, start_node, stamped
 
     with start_node(None, namespace) as harness:
+        assert harness.node.predictor.int8, "the node's default on CPU: the shipped int8 network"
         outputs = listen(harness, "pose_seg", PoseSeg)
         publisher = camera_publisher(harness, Image)
         assert harness.send_until(publisher, rgb_to_image(walkers_image(), stamped(7)), lambda: len(outputs) > 0,

@@ -25,6 +25,7 @@ from ..network.heads import activate, unmirror
 from ..network.weights import NamedWeights, build_network, letterbox_side, weights_file
 from ..network.kdcnet import IMAGENET_MEAN, IMAGENET_STD, KDCNet
 from ..result import PoseSegResult
+from .quantize import Int8Unavailable, int8_path
 from .runtime import make_runner, onnx_cache_path
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 def load_model(weights: str | Path | NamedWeights | ModelConfig = "default", device: str | torch.device = "auto",
                half: bool = False, decoder: DecoderConfig | None = None, strict_device: bool = False,
                backend: str = "torch", input_size: int | None = None, flip_test: bool = False,
-               multi_scale: tuple[int, ...] | list[int] = ()) -> "Predictor":
+               multi_scale: tuple[int, ...] | list[int] = (), int8: bool = False) -> "Predictor":
     """A ready Predictor from named weights ("default": the packaged ones), a checkpoint path, or a
     ModelConfig (random init: for tests and benchmarks); kdc_model.network.weights builds the network.
     `decoder` overrides the checkpoint's decoder settings.
@@ -62,7 +63,15 @@ def load_model(weights: str | Path | NamedWeights | ModelConfig = "default", dev
     multi_scale: more letterbox sides (e.g. (640,)) run besides input_size, and the people of all
     sides merged (kdc_model.inference.multiscale): small and big people both found, for the sum of
     the sides' network and decoding times. Returns a MultiScalePredictor, called like a Predictor.
+
+    int8: run the network's int8 model (kdc_model.inference.quantize: <weights>.int8.onnx, shipped
+    with the default weights) on ONNX Runtime, where the device is a CPU: about 0.6x the network time
+    of float32, keypoint AP unchanged, mask AP a little lower (docs/bench.md). On a GPU it is
+    ignored with a warning; with backend torch or tensorrt, or without an int8 model made from these
+    weights, it is an Int8Unavailable (a ValueError).
     """
+    if int8 and isinstance(weights, ModelConfig):
+        raise Int8Unavailable("int8 needs a checkpoint with its int8 model beside it, not a random-init ModelConfig")
     network = build_network(weights)
     first = letterbox_side(network.config, input_size)
     sides = [first] + sorted({letterbox_side(network.config, s) for s in multi_scale} - {first})
@@ -73,7 +82,8 @@ def load_model(weights: str | Path | NamedWeights | ModelConfig = "default", dev
         if backend != "torch" and not isinstance(weights, ModelConfig):
             onnx_cache = onnx_cache_path(weights_file(weights), side)
         predictors.append(Predictor(network, device=device, half=half, decoder=decoder, backend=backend,
-                                    onnx=onnx_cache, input_size=side, flip_test=flip_test))
+                                    onnx=onnx_cache, input_size=side, flip_test=flip_test,
+                                    int8=int8_path(weights_file(weights)) if int8 else None))
     if len(predictors) == 1:
         return predictors[0]
     from .multiscale import MultiScalePredictor
@@ -124,13 +134,14 @@ class Predictor:
     cache file, read when verified to be this model's export, else written; None: exported in
     memory), see kdc_model.inference.runtime;
     "auto" picks one of them for the device (kdc_model.inference.backends.auto_backend), `backend` then holds
-    the pick and `backend_reason` why.
+    the pick and `backend_reason` why. `int8`: the network's int8 model, run instead of the float network
+    where the backend is onnxruntime on CPU (ignored with a warning on a GPU picked by "auto").
     last_timing: milliseconds of the last call per stage (preprocess, network, decode, total).
     """
 
     def __init__(self, model: KDCNet, device: str | torch.device = "cpu", half: bool = False,
                  decoder: DecoderConfig | None = None, backend: str = "torch", onnx: str | Path | None = None,
-                 input_size: int | None = None, flip_test: bool = False) -> None:
+                 input_size: int | None = None, flip_test: bool = False, int8: str | Path | None = None) -> None:
         self.config: ModelConfig = model.config
         self.flip_test = flip_test
         self.decoder = decoder or self.config.decoder
@@ -146,6 +157,13 @@ class Predictor:
             warnings.warn(f"half precision is torch-only; the {backend} backend runs float32", RuntimeWarning,
                           stacklevel=2)
             half = False
+        if int8 is not None and (self.device.type != "cpu" or backend != "onnxruntime"):
+            if self.device.type == "cpu" or self.backend_reason == "requested":
+                raise Int8Unavailable(f"int8 runs on ONNX Runtime on CPU, not backend {backend} on {self.device}")
+            warnings.warn(f"int8 is for CPU; running float32 on {self.device} ({backend})", RuntimeWarning,
+                          stacklevel=2)
+            int8 = None
+        self.int8 = int8 is not None
         self.half = half
         self.dtype = torch.float16 if half else torch.float32
         # Channels-last feeds the fastest convolution kernels of cuDNN and of oneDNN on CPU (the torch
@@ -155,7 +173,7 @@ class Predictor:
         # The ONNX backends export from the float32 model on CPU; torch runs it where it is placed.
         placed = self.device if backend == "torch" else torch.device("cpu")
         self.model = model.eval().to(device=placed, dtype=self.dtype)
-        self.runner = make_runner(self.model, backend, self.input_side, self.device, onnx=onnx)
+        self.runner = make_runner(self.model, backend, self.input_side, self.device, onnx=onnx, int8=int8)
         self._mean = np.array(IMAGENET_MEAN, np.float32).reshape(3, 1, 1) * np.float32(255)
         self._std = np.array(IMAGENET_STD, np.float32).reshape(3, 1, 1) * np.float32(255)
         self.last_timing: dict[str, float] = {}

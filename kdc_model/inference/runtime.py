@@ -73,10 +73,13 @@ class OnnxRunner:
     CPU otherwise. Intra-op threads follow torch.get_num_threads(), so
     the two backends compare at equal threads (the node sets them from its `threads` parameter); they
     sleep rather than spin between runs.
+
+    `int8`: the path of the network's int8 model (kdc_model.inference.quantize), run instead of the
+    float export once checked to be quantised from `model`'s weights (ValueError otherwise); CPU only.
     """
 
     def __init__(self, model: torch.nn.Module, input_side: int, device: torch.device, *,
-                 onnx: str | Path | None = None, backend: str = "onnxruntime") -> None:
+                 onnx: str | Path | None = None, backend: str = "onnxruntime", int8: str | Path | None = None) -> None:
         import onnxruntime
 
         self.backend = backend
@@ -91,8 +94,14 @@ class OnnxRunner:
         # 21.8 -> 17.9 ms and decode 12.7 -> 9.7 ms without spinning. (1 thread has no workers.)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = self._providers(onnxruntime)
-        self.session, self.from_cache = None, False
-        if onnx is not None:
+        self.session, self.from_cache, self.int8 = None, False, int8 is not None
+        if int8 is not None:
+            from .quantize import Int8Unavailable, load_int8
+
+            if self.device.type != "cpu" or backend != "onnxruntime":
+                raise Int8Unavailable(f"int8 runs on ONNX Runtime on CPU, not backend {backend} on {self.device}")
+            self.session = onnxruntime.InferenceSession(load_int8(int8, model), options, providers=providers)
+        elif onnx is not None:
             cached = cached_export(Path(onnx), model, input_side)
             if cached is not None:
                 try:
@@ -240,9 +249,12 @@ def _first_line(err: BaseException) -> str:
 
 
 def make_runner(model: torch.nn.Module, backend: str, input_side: int, device: torch.device,
-                onnx: str | Path | None = None):
+                onnx: str | Path | None = None, int8: str | Path | None = None):
     """The runner of `backend` (a name kdc_model.inference.backends.resolve_backend gave) for `model` (already on
-    `device` for torch; left on CPU otherwise)."""
+    `device` for torch; left on CPU otherwise); `int8`: its int8 model (OnnxRunner)."""
     if backend == "torch":
+        if int8 is not None:
+            from .quantize import Int8Unavailable
+            raise Int8Unavailable("int8 runs on ONNX Runtime on CPU, not backend torch")
         return TorchRunner(model)
-    return OnnxRunner(model, input_side, device, onnx=onnx, backend=backend)
+    return OnnxRunner(model, input_side, device, onnx=onnx, backend=backend, int8=int8)

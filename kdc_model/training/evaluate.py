@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                  "(twice the network time, better keypoints)")
     parser.add_argument("--multi-scale", type=int, nargs="+", default=[], metavar="SIDE",
                         help="more letterbox sides run besides --input-size, their people merged (e.g. 640)")
+    parser.add_argument("--int8", action="store_true", help="run the checkpoint's int8 model (backend onnxruntime, "
+                        "CPU; kdc_model.inference.quantize)")
     parser.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
     parser.add_argument("--draw", type=int, default=12, help="images drawn into predictions.png")
     args = parser.parse_args(argv)
@@ -182,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = load_annotations(args.annotations)
         predictor = load_model(args.checkpoint, device=args.device, input_size=args.input_size,
-                               backend=args.backend, flip_test=args.flip_test, multi_scale=args.multi_scale)
+                               backend=args.backend, flip_test=args.flip_test, multi_scale=args.multi_scale,
+                               int8=args.int8)
     except (AnnotationError, CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

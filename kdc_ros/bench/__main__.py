@@ -27,6 +27,13 @@ from .output import format_stages, format_table, write_json, write_png
 OURS = ("kdc_model", "kdc_node")
 
 
+def node_default(name: str):
+    """The node's default for parameter `name` (config/kdc.yaml): our rows run as the node would."""
+    from kdc_ros.node.params import load_defaults
+
+    return load_defaults()[name]
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m kdc_ros.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench_out", help="output folder (default bench_out)")
@@ -52,6 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="our device (peers run on CPU)")
     parser.add_argument("--backend", nargs="+", default=["torch"], choices=BACKENDS,
                         help="what runs our network, one row each (kdc_model.inference.backends; default torch)")
+    parser.add_argument("--int8", action=argparse.BooleanOptionalAction, default=node_default("int8"),
+                        help="our network's int8 model where it applies (backend onnxruntime on CPU), as the "
+                             f"node runs it (default: the node's, {'on' if node_default('int8') else 'off'})")
     parser.add_argument("--threads", type=int, default=default_threads(),
                         help="PyTorch intra-op threads for our rows and the ultralytics torch rows "
                              f"(default {default_threads()}: ultralytics' own rule, cpu_count - 1, at most 8; "
@@ -94,10 +104,12 @@ def build_producers(args) -> dict:
             name = "kdc" if backend == "torch" else f"kdc ({backend})"
             if "kdc_node" in ours:
                 producers[name] = functools.partial(kdc_rows, weights=args.weights, device=args.device,
-                                                    warmup=args.warmup, rounds=args.rounds, backend=backend)
+                                                    warmup=args.warmup, rounds=args.rounds, backend=backend,
+                                                    int8=args.int8)
             else:
                 producers[name] = functools.partial(kdc_model_row, weights=args.weights, device=args.device,
-                                                    warmup=args.warmup, rounds=args.rounds, backend=backend)
+                                                    warmup=args.warmup, rounds=args.rounds, backend=backend,
+                                                    int8=args.int8)
     peers = [s for s in args.systems if s not in OURS]
     if peers:
         from .peers import peer_rows

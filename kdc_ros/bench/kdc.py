@@ -26,11 +26,14 @@ BENCH_NAMESPACE = "/kdc_bench"
 CAMERA_TOPIC = "camera/image_raw"  # in the bench's namespace, as the node's outputs are
 
 
-def kdc_predictor(input_size: int, weights: str = "auto", device: str = "cpu", backend: str = "torch"):
+def kdc_predictor(input_size: int, weights: str = "auto", device: str = "cpu", backend: str = "torch",
+                  int8: bool = False):
     """(Predictor at `input_size`, description of its weights). weights: "auto" (the packaged default
     when installed, else random), "default", "random", or a checkpoint path. backend: what runs the
     network (kdc_model.inference.backends: torch, onnxruntime, ...); the export it may need is not timed.
-    The network is built as load_model builds it for the node, whatever the side."""
+    int8: the network's int8 model where it applies (backend onnxruntime on CPU, weights that have
+    one), as the node runs it by default. The network is built as load_model builds it for the node,
+    whatever the side."""
     import torch
 
     from kdc_model import DEFAULT_WEIGHTS, ModelConfig, load_model
@@ -41,15 +44,16 @@ def kdc_predictor(input_size: int, weights: str = "auto", device: str = "cpu", b
     if weights == "random":
         torch.manual_seed(0)
         weights, description = ModelConfig(), "random init (no packaged weights yet; same compute)"
-    return (load_model(weights, device=device, strict_device=True, backend=backend, input_size=input_size),
-            description)
+    int8 = int8 and backend == "onnxruntime" and device == "cpu" and not isinstance(weights, ModelConfig)
+    return (load_model(weights, device=device, strict_device=True, backend=backend, input_size=input_size,
+                       int8=int8), description)
 
 
 def kdc_model_row(frames, input_size: int, *, predictor=None, weights: str = "auto", device: str = "cpu",
-                  warmup: int = 3, rounds: int = 1, backend: str = "torch") -> dict:
+                  warmup: int = 3, rounds: int = 1, backend: str = "torch", int8: bool = False) -> dict:
     """The KDC model alone: Predictor call on each RGB frame, its own total_ms as latency."""
     if predictor is None:
-        predictor, weights = kdc_predictor(input_size, weights, device, backend)
+        predictor, weights = kdc_predictor(input_size, weights, device, backend, int8)
     stages, found = [], []
 
     def call(frame):
@@ -170,9 +174,9 @@ def kdc_node_row(frames, input_size: int, *, predictor=None, weights: str = "aut
 
 
 def kdc_rows(frames, input_size: int, *, weights: str = "auto", device: str = "cpu", warmup: int = 3,
-             rounds: int = 1, node: bool = True, backend: str = "torch") -> list[dict]:
+             rounds: int = 1, node: bool = True, backend: str = "torch", int8: bool = False) -> list[dict]:
     """Our rows at `input_size`: the model alone, then the node end to end on the same Predictor."""
-    predictor, weights = kdc_predictor(input_size, weights, device, backend)
+    predictor, weights = kdc_predictor(input_size, weights, device, backend, int8)
     rows = [kdc_model_row(frames, input_size, predictor=predictor, weights=weights, warmup=warmup, rounds=rounds)]
     if node:
         rows.append(kdc_node_row(frames, input_size, predictor=predictor, weights=weights, warmup=warmup,
@@ -181,13 +185,15 @@ def kdc_rows(frames, input_size: int, *, weights: str = "auto", device: str = "c
 
 
 def _backend(predictor) -> str:
-    return getattr(predictor, "backend", "torch")
+    """The backend a row names: the predictor's, and "int8" when its network runs quantised."""
+    backend = getattr(predictor, "backend", "torch")
+    return f"{backend} int8" if getattr(predictor, "int8", False) else backend
 
 
 def _versions(predictor=None) -> dict:
     import torch
     versions = {"torch": torch.__version__, "numpy": np.__version__}
-    if _backend(predictor) != "torch":
+    if getattr(predictor, "backend", "torch") != "torch":
         import onnxruntime
         versions["onnxruntime"] = onnxruntime.__version__
         versions["providers"] = list(getattr(predictor.runner, "providers", []))
