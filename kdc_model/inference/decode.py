@@ -27,6 +27,7 @@ import torch
 from ..network.config import DecoderConfig
 from ..result import PoseSegResult
 from ..skeleton import DIRECTED_EDGES, NUM_KEYPOINTS, OKS_SIGMAS, TREE_EDGES
+from . import decode_loops
 
 REFERENCE_INPUT = 401.0  # the input size at which DecoderConfig.match_radius and vote_bandwidth are given
 _NO_OFFSET = 0.5         # px: a mid-range offset shorter than this is "no offset"
@@ -45,55 +46,18 @@ _STATE_BY_EVIDENCE = np.array([_UNKNOWN, _GUESSED, _FOUND, _REJECTED])
 
 def _gaussian_blur(maps: np.ndarray, sigmas) -> np.ndarray:
     """Blur each channel of [C, h, w] (float32) with its own sigma (cells), zero beyond the edges;
-    sigma <= 0 leaves it unchanged. Separable, in NumPy: on maps this small a pass is a few
-    multiply-adds of shifted views, cheaper than a grouped convolution's dispatch."""
-    c, h, w = maps.shape
+    sigma <= 0 leaves it unchanged. Separable (decode_loops.blur)."""
     sig = np.maximum(np.asarray(sigmas, np.float32), np.float32(1e-3))
     half = max(1, math.ceil(3 * float(sig.max())))
     t = np.arange(-half, half + 1, dtype=np.float32)
     k = np.exp(-t[None] ** 2 / (2 * sig[:, None] ** 2))
-    k = (k / k.sum(axis=1, keepdims=True))[:, :, None, None]                  # [C, K, 1, 1]
-    padded = np.zeros((c, h + 2 * half, w + 2 * half), np.float32)
-    padded[:, half:half + h, half:half + w] = maps
-    rows = k[:, 0] * padded[:, :, :w]
-    term = np.empty_like(rows)   # each tap's product, added in place: no new arrays per tap
-    for n in range(1, 2 * half + 1):
-        rows += np.multiply(k[:, n], padded[:, :, n:n + w], out=term)
-    out = k[:, 0] * rows[:, :h]
-    term = term[:, :h]
-    for n in range(1, 2 * half + 1):
-        out += np.multiply(k[:, n], rows[:, n:n + h], out=term)
-    return out
+    return decode_loops.blur(np.ascontiguousarray(maps, np.float32), k / k.sum(axis=1, keepdims=True))
 
 
 def hough_maps(heatmap: np.ndarray, short: np.ndarray, *, stride: int, radius: float) -> np.ndarray:
     """KeyCentroid voting: [17, h, w] vote mass, ~1 at a keypoint backed by a whole disk (float32)."""
-    k, h, w = heatmap.shape
-    u = np.arange(w, dtype=np.float32) + short[0::2] / stride
-    v = np.arange(h, dtype=np.float32)[:, None] + short[1::2] / stride
-    col, row = np.floor(u), np.floor(v)
-    fu, fv = u - col, v - row
-    # The votes are added into a map with a border of one cell, so every corner of a vote landing
-    # within a cell of the map has an index, and the border (off the map) is dropped at the end.
-    # Votes landing farther out weigh nothing (their clamped index is never read).
-    landed = (col >= -1) & (col <= w - 1) & (row >= -1) & (row <= h - 1)
-    col = np.clip(col, -1, w - 1).astype(np.int64) + 1
-    row = np.clip(row, -1, h - 1).astype(np.int64) + 1
-    top_left = ((np.arange(k) * (h + 2)).reshape(k, 1, 1) + row) * (w + 2) + col
-    # torch's index_add_ adds the votes one by one in float32 (np.bincount would sum in float64 and
-    # round differently), corner by corner: one call on the four corners' votes end to end. Votes
-    # that land nowhere weigh 0 (landed is 0 or 1, so it may scale the heatmap before the corner
-    # weight: the same product).
-    fu1, fv1 = 1 - fu, 1 - fv
-    index = (top_left.reshape(1, -1) + np.array([[0], [1], [w + 2], [w + 3]])).reshape(-1)
-    votes = np.empty((4, k, h, w), np.float32)
-    for wt, a, b in zip(votes, (fv1, fv1, fv, fv), (fu1, fu, fu1, fu)):
-        np.multiply(a, b, out=wt)
-    votes *= heatmap * landed
-    votes = votes.reshape(-1)
-    acc = torch.zeros(k * (h + 2) * (w + 2))
-    acc.index_add_(0, torch.from_numpy(index), torch.from_numpy(votes))
-    votes = acc.numpy().reshape(k, h + 2, w + 2)[:, 1:-1, 1:-1]
+    votes = decode_loops.hough_votes(np.ascontiguousarray(heatmap, np.float32),
+                                     np.ascontiguousarray(short, np.float32), int(stride))
     return votes / np.float32(math.pi * (radius / stride) ** 2)
 
 
@@ -293,59 +257,13 @@ def _walk(field: _VoteField, root_types: np.ndarray, root_pos: np.ndarray, peak_
     for the edge (the keypoint is unlabelled) the branch ends with an _UNKNOWN keypoint; a proposal whose reverse mid-range offset misses y_k by more than the consistency radius
     belongs to someone else and ends that branch.
     """
-    s = len(root_types)
-    # Per (seed, type), flat (index seed * 17 + type): position, state, and the votes around each
-    # placed keypoint (checking a keypoint's reverse edge reads them, and so does following each
-    # edge out of it one level deeper).
-    kp = np.zeros((s * NUM_KEYPOINTS, 2))
-    state = np.full(s * NUM_KEYPOINTS, _UNSET)
-    vote_weights, vote_cells = np.zeros((s * NUM_KEYPOINTS, 9)), np.zeros((s * NUM_KEYPOINTS, 9), np.int64)
-    roots = np.arange(s) * NUM_KEYPOINTS + root_types
-    kp[roots], state[roots] = root_pos, _FOUND
-    vote_weights[roots], vote_cells[roots] = field.votes(root_types, root_pos)
-    edges_all, depths = _WALK_EDGES[root_types], _WALK_DEPTHS[root_types]       # [S, 16]
-    consistency = config.mid_consistency * field.radius
-    any_claimable = bool(claimable.any())
-    for depth in range(1, int(depths.max(initial=0)) + 1):
-        who, col = np.nonzero(depths == depth)
-        edges = edges_all[who, col]
-        at_src = who * NUM_KEYPOINTS + _SRC[edges]
-        # Walk on through guessed keypoints too (PersonLab): the left and right halves of the tree
-        # meet only at the nose, so stopping at a guessed nose would split every person facing away.
-        # Where the maps hold no offset at a guess (perfect maps outside every disk), follow() marks
-        # the edge uninformative and the branch ends there anyway.
-        live = _WALKS_ON[state[at_src]]
-        who, edges, at_src = who[live], edges[live], at_src[live]
-        if not len(who):
-            break
-        dst = _DST[edges]
-        at_dst = who * NUM_KEYPOINTS + dst
-        start = field.plane_start(dst)
-        parent = kp[at_src]
-        # A zero mid-range offset carries no information (an edge always has a length): the
-        # parent's l is unlabelled, so the branch ends here with a guess instead of wandering
-        # onto whichever type-l keypoint happens to lie near the parent.
-        proposal, informative = field.follow(edges, parent, (vote_weights[at_src], vote_cells[at_src]),
-                                             config.mid_min_support)
-        y = field.refine(dst, proposal, config.refine_steps, start)
-        y = np.where(informative[:, None], y, parent)
-        supported = informative & (field.heat_at(dst, y, start) >= 0.5)
-        lost = np.flatnonzero(informative & ~supported)
-        if len(lost) and any_claimable:
-            d2 = ((y[lost, None] - peak_pos[None]) ** 2).sum(-1)                  # [U, peaks]
-            d2 = np.where((peak_types[None] == dst[lost, None]) & claimable[None], d2, np.inf)
-            best = d2.argmin(axis=1)
-            snap = d2[np.arange(len(lost)), best] <= match_radius ** 2
-            y[lost[snap]] = peak_pos[best[snap]]
-            supported[lost[snap]] = True
-        votes = field.votes(dst, y, start)
-        back, verified = field.follow(_REVERSE[edges], y, votes, config.mid_min_support)
-        rejected = supported & ((((back - parent) ** 2).sum(1) > consistency ** 2) | ~verified)
-        kp[at_dst] = y
-        vote_weights[at_dst], vote_cells[at_dst] = votes
-        # rejected implies supported implies informative: their count picks the state.
-        state[at_dst] = _STATE_BY_EVIDENCE[informative.view(np.int8) + supported.view(np.int8) + rejected.view(np.int8)]
-    return kp.reshape(s, NUM_KEYPOINTS, 2), state.reshape(s, NUM_KEYPOINTS)
+    kp, state = decode_loops.walk(
+        np.asarray(root_types, np.int64), np.asarray(root_pos, np.float64), np.asarray(peak_types, np.int64),
+        np.asarray(peak_pos, np.float64), np.asarray(claimable, bool), _WALK_EDGES, _SRC, _DST, _REVERSE,
+        field.heat, field.no_heat, field.vote, field.mids, field.cell_xy, float(field.off), int(field.stride),
+        int(field.w), int(field.h), float(field.bandwidth2), int(config.refine_steps),
+        float(config.mid_min_support), float(config.mid_consistency * field.radius), float(match_radius))
+    return kp, state
 
 
 def _group(field: _VoteField, peak_types: np.ndarray, peak_pos: np.ndarray, config: DecoderConfig,
@@ -752,3 +670,28 @@ def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, 
         label_map=label.astype(np.uint16),
         mask_scores=mask_scores.astype(np.float32),
     )
+
+
+_compiled = False
+
+
+def compile_decoder() -> None:
+    """Decode a tiny map set once, so numba compiles the decoder's loops (decode_loops) now, or loads
+    them from its cache, rather than on a predictor's first frame (seconds, once per machine)."""
+    global _compiled
+    if _compiled:
+        return
+    side, stride = 64, 8
+    cells = side // stride
+    # Every keypoint type in one disk whose cells all point at its centre: peaks, and a walk from each.
+    heat = torch.zeros(NUM_KEYPOINTS, cells, cells)
+    heat[:, 2:7, 2:7] = 1.0
+    short = torch.zeros(2 * NUM_KEYPOINTS, cells, cells)
+    towards = (4 - torch.arange(cells, dtype=torch.float32)) * stride
+    short[0::2, 2:7, 2:7] = towards[2:7]
+    short[1::2, 2:7, 2:7] = towards[2:7, None]
+    maps = {"heatmap": heat, "short": short,
+            "mid": torch.zeros(2 * len(DIRECTED_EDGES), cells, cells), "seg": heat[:1].clone(),
+            "embed": torch.zeros(2 * NUM_KEYPOINTS, cells, cells)}
+    decode_people(maps, stride=stride, radius=16.0, config=DecoderConfig(), image_size=(side, side))
+    _compiled = True

@@ -177,6 +177,8 @@ class Predictor:
         self._mean = np.array(IMAGENET_MEAN, np.float32).reshape(3, 1, 1) * np.float32(255)
         self._std = np.array(IMAGENET_STD, np.float32).reshape(3, 1, 1) * np.float32(255)
         self.last_timing: dict[str, float] = {}
+        from .decode import compile_decoder
+        compile_decoder()  # the first frame then costs what every frame does
 
     def __call__(self, image: np.ndarray) -> PoseSegResult:
         return self.predict_batch([image])[0]
