@@ -5,7 +5,7 @@ Steps (docs: shared/notes/kdc-method.md, "Decoding"):
    normalised by pi R^2 (cells), a keypoint supported by a full disk gets mass ~1.
 2. Point-wise Gaussian optimisation: each keypoint's Hough map is smoothed with its own sigma.
 3. Peaks: 3x3 local maxima above `peak_threshold`, all 17 types in one queue by score.
-4. Grouping: greedy along the kinematic tree (the only Python loop; it walks peaks, never pixels).
+4. Grouping: greedy along the kinematic tree (it walks peaks, never pixels; compiled in decode_loops).
 5. Scores: votes landing near a keypoint, weighted by its COCO OKS falloff; person score = mean
    over 17 with soft NMS (keypoints a better person already has do not count).
 6. Masks: dynamic MaskCentroids (each person's confident keypoints) attract the segmentation
@@ -36,12 +36,9 @@ _SRC = np.array([a for a, _ in DIRECTED_EDGES])
 _DST = np.array([b for _, b in DIRECTED_EDGES])
 _REVERSE = np.array([(e + len(TREE_EDGES)) % len(DIRECTED_EDGES) for e in range(len(DIRECTED_EDGES))])
 
-# Keypoint states during grouping. _UNKNOWN: the parent's mid-range offset is zero (the keypoint is
-# unlabelled there), so there is no evidence at all; it sits at its parent and scores 0.
-_UNSET, _FOUND, _GUESSED, _REJECTED, _UNKNOWN = 0, 1, 2, 3, 4
-_WALKS_ON = np.array([False, True, True, False, False])  # by state: the walk goes on from found and guessed
-# A walked keypoint's state by its evidence: informative + supported + rejected (each implies the one before).
-_STATE_BY_EVIDENCE = np.array([_UNKNOWN, _GUESSED, _FOUND, _REJECTED])
+# Keypoint states during grouping (set by decode_loops.walk).
+_UNSET, _FOUND, _GUESSED, _REJECTED, _UNKNOWN = (decode_loops.UNSET, decode_loops.FOUND, decode_loops.GUESSED,
+                                                 decode_loops.REJECTED, decode_loops.UNKNOWN)
 
 
 def _gaussian_blur(maps: np.ndarray, sigmas) -> np.ndarray:
@@ -79,15 +76,12 @@ def _peaks(maps: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, 
 
 
 class _VoteField:
-    """The small maps the grouping loop reads, as padded NumPy planes (one per type or edge), flat.
+    """The small maps the grouping reads (decode_loops), as padded planes (one per type or edge), flat.
 
     Padding by one empty cell lets every 3x3 neighbourhood be read without bounds checks. The planes
-    of a map lie end to end, so a value of type t at padded cell c is at `t * self.plane + c`: one
-    fast gather per read, and values read together lie in one array (x and y of the vote
-    destinations, float64; whether the mid-range offset is set and its x and y, float32) so one
-    `take` fetches them all. The grouping loop is a few hundred NumPy calls on small arrays: their
-    count, not their size, is its cost; the sums over a cell's 9 neighbours are taken several rows
-    at a time (one reduction, each row summed in the same order as alone).
+    of a map lie end to end, so a value of type t at padded cell c is at `t * self.plane + c`;
+    values read together lie in one array (x and y of the vote destinations, float64; whether the
+    mid-range offset is set and its x and y, float32).
     """
 
     def __init__(self, heatmap, short, mid, *, stride: int, radius: float, bandwidth: float):
@@ -97,7 +91,6 @@ class _VoteField:
         self.off = (stride - 1) / 2.0
         self.bandwidth2 = 2 * bandwidth ** 2
         self.last_cell = np.array([w - 1.0, h - 1.0])   # x, y
-        self.map_end = np.array([float(w), float(h)])    # x, y
         xs = np.arange(w) * stride + self.off
         ys = np.arange(h) * stride + self.off
 
@@ -127,88 +120,12 @@ class _VoteField:
         cols, rows = np.arange(w + 2) - 1, np.arange(h + 2) - 1
         self.cell_xy = np.stack([np.broadcast_to(cols * stride + self.off, (h + 2, w + 2)),
                                  np.broadcast_to((rows * stride + self.off)[:, None], (h + 2, w + 2))]).reshape(2, -1)
-        self.nb = (np.arange(3)[:, None] * (w + 2) + np.arange(3)).reshape(1, 9)  # the 3x3 around unpadded cell (i, j)
-        self.square = np.array([[0, 1, w + 2, w + 3]])  # a cell, its right, lower and lower-right neighbours
 
-    def plane_start(self, types: np.ndarray) -> np.ndarray:
-        """Flat index (float64) of the first cell of each type's plane."""
-        return types * float(self.plane)
-
-    def _cells(self, start: np.ndarray, pts: np.ndarray) -> np.ndarray:
-        """[B, 9] flat indices of the 3x3 cells around each point [B, 2] (clamped to the map) in the
-        planes starting at `start` [B] (plane_start)."""
-        ji = np.minimum(np.maximum(np.rint((pts - self.off) / self.stride), 0.0), self.last_cell)
-        return (ji[:, 0] + ji[:, 1] * (self.w + 2) + start).astype(np.int64)[:, None] + self.nb
-
-    def _weights(self, at: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Weights [B, 9] of the votes at `at` [B, 9] near `pts` (heatmap x closeness of their
-        destination), and those destinations [2, B, 9]."""
-        dest = self.vote.take(at, axis=1)
-        d = dest - pts.T[:, :, None]
-        d *= d
-        d2 = d[0] + d[1]
-        # Relative to the nearest vote of a cell with heat (rows without heat weigh 0 whatever it is).
-        d2 -= np.minimum.reduce(d2 + self.no_heat[at], 1, keepdims=True)
-        np.maximum(d2, 0.0, out=d2)
-        d2 /= -self.bandwidth2   # x / -b is -x / b exactly, without an array for -x
-        np.exp(d2, out=d2)
-        d2 *= self.heat[at]
-        return d2, dest
-
-    def refine(self, types: np.ndarray, pts: np.ndarray, steps: int, start: np.ndarray | None = None) -> np.ndarray:
-        """Move points to the mean of the nearby votes of their type, `steps` times."""
-        start = self.plane_start(types) if start is None else start
-        sums = np.empty((3, len(pts), 9))
-        for _ in range(steps):
-            wt, dest = self._weights(self._cells(start, pts), pts)
-            sums[0] = wt
-            np.multiply(wt, dest, out=sums[1:])
-            total = np.add.reduce(sums, -1)     # weight; weighted x, y
-            ok = total[0] > 0
-            pts = np.where(ok[:, None], (total[1:] / np.where(ok, total[0], 1)).T, pts)
-        return pts
-
-    def votes(self, types: np.ndarray, pts: np.ndarray, start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(weights, cells) [B, 9] of the votes of type `types` in the 3x3 cells around `pts`
-        (cells: flat padded indices within a plane)."""
-        start = self.plane_start(types) if start is None else start
-        at = self._cells(start, pts)
-        return self._weights(at, pts)[0], at - start.astype(np.int64)[:, None]
-
-    def follow(self, edges: np.ndarray, pts: np.ndarray, votes: tuple[np.ndarray, np.ndarray],
-               min_support: float) -> tuple[np.ndarray, np.ndarray]:
-        """Mid-range proposal: where the cells voting for the edge's source point to its target.
-
-        `votes`: votes(edge sources, pts). Returns (proposal [B, 2], informative [B]). Cells whose
-        offset is zero ("no target": the edge's far end is unlabelled or the cell is outside every
-        disk) carry no information and are left out of the mean; a point is informative when the
-        cells with an offset hold at least `min_support` of its vote weight. A non-informative point
-        proposes itself.
-        """
-        wt, cells = votes
-        mids = self.mids.take((edges * self.plane)[:, None] + cells, axis=1)     # [3, B, 9]: set, x, y
-        targets = mids[1:] + self.cell_xy.take(cells, axis=1)                     # [2, B, 9] float64
-        sums = np.empty((4, len(pts), 9))
-        sums[0] = wt
-        np.multiply(wt, mids[0], out=sums[1])           # the weight of the cells with an offset
-        np.multiply(sums[1], targets, out=sums[2:])
-        total, total_set, *_ = sums = np.add.reduce(sums, -1)
-        informative = (total > 0) & (total_set > min_support * total)
-        prop = sums[2:] / np.where(informative, total_set, 1)
-        return np.where(informative[:, None], prop.T, pts), informative
-
-    def heat_at(self, types: np.ndarray, pts: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
-        """Bilinearly interpolated heatmap of type `types` at `pts`."""
-        start = self.plane_start(types) if start is None else start
-        uv = np.minimum(np.maximum((pts - self.off) / self.stride, -1.0), self.map_end) + 1.0
-        ji0 = np.minimum(np.floor(uv), self.map_end)
-        f = uv - ji0
-        fu, fv = f[:, 0], f[:, 1]
-        # The four cells around each point: (i0, j0), (i0, j0 + 1), (i0 + 1, j0), (i0 + 1, j0 + 1).
-        a = self.heat[(ji0[:, 0] + ji0[:, 1] * (self.w + 2) + start).astype(np.int64)[:, None] + self.square]
-        gu = 1 - fu
-        return ((1 - fv) * (gu * a[:, 0] + fu * a[:, 1])
-                + fv * (gu * a[:, 2] + fu * a[:, 3]))
+    def refine(self, types: np.ndarray, pts: np.ndarray, steps: int) -> np.ndarray:
+        """Move points [B, 2] to the mean of the nearby votes of their type, `steps` times."""
+        return decode_loops.refine(np.asarray(types, np.int64), np.ascontiguousarray(pts, np.float64), int(steps),
+                                   self.heat, self.no_heat, self.vote, float(self.off), int(self.stride),
+                                   int(self.w), int(self.h), float(self.bandwidth2))
 
     def confidence(self, types: np.ndarray, pts: np.ndarray, falloff: np.ndarray) -> np.ndarray:
         """Vote mass of type `types` landing near each point [B, 2], weighted by a Gaussian falloff
@@ -226,24 +143,22 @@ class _VoteField:
         return np.clip(mass / (math.pi * (self.radius / self.stride) ** 2), 0, 1)
 
 
-def _walk_order(root: int) -> tuple[np.ndarray, np.ndarray]:
-    """Directed edges that span the tree outward from `root`, and the depth of each."""
-    edges, depths, frontier, seen, depth = [], [], [root], {root}, 0
+def _walk_order(root: int) -> np.ndarray:
+    """Directed edges that span the tree outward from `root`, breadth first."""
+    edges, frontier, seen = [], [root], {root}
     while frontier:
-        depth += 1
         nxt = []
         for a in frontier:
             for e in np.flatnonzero(_SRC == a):
                 if _DST[e] not in seen:
                     seen.add(int(_DST[e]))
                     edges.append(e)
-                    depths.append(depth)
                     nxt.append(int(_DST[e]))
         frontier = nxt
-    return np.array(edges), np.array(depths)
+    return np.array(edges, np.int64)
 
 
-_WALK_EDGES, _WALK_DEPTHS = (np.stack(t) for t in zip(*(_walk_order(k) for k in range(NUM_KEYPOINTS))))
+_WALK_EDGES = np.stack([_walk_order(k) for k in range(NUM_KEYPOINTS)])   # [17, 16]
 
 
 def _walk(field: _VoteField, root_types: np.ndarray, root_pos: np.ndarray, peak_types: np.ndarray,

@@ -16,8 +16,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# Keypoint states (kdc_model.inference.decode's).
-_UNSET, _FOUND, _GUESSED, _REJECTED, _UNKNOWN = 0, 1, 2, 3, 4
+# Keypoint states during grouping. UNKNOWN: the parent's mid-range offset is zero (the keypoint is
+# unlabelled there), so there is no evidence at all; it sits at its parent and scores 0. REJECTED:
+# the reverse offset says it belongs to someone else.
+UNSET, FOUND, GUESSED, REJECTED, UNKNOWN = 0, 1, 2, 3, 4
 
 _JIT = dict(nogil=True, cache=True)
 
@@ -130,6 +132,17 @@ def _refine(start, x, y, steps, f):
 
 
 @njit(**_JIT)
+def refine(types, pts, steps, heat, no_heat, vote, off, stride, w, h, bandwidth2):
+    """Points [B, 2] moved `steps` times to the mean of the nearby votes of their type [B]."""
+    f = (off, stride, w, h, vote, heat, no_heat, bandwidth2)
+    plane = float((h + 2) * (w + 2))
+    out = np.empty_like(pts)
+    for n in range(len(pts)):
+        out[n, 0], out[n, 1] = _refine(types[n] * plane, pts[n, 0], pts[n, 1], steps, f)
+    return out
+
+
+@njit(**_JIT)
 def _votes(start, x, y, f, wt, cells):
     """The weights of the votes around (x, y) into wt, their cells (within the plane) into cells."""
     off, stride, w, h, vote, heat, no_heat, bandwidth2 = f
@@ -189,14 +202,14 @@ def walk(root_types, root_pos, peak_types, peak_pos, claimable, walk_edges, src,
     any_claimable = claimable.any()
     for seed in range(s):
         root = root_types[seed]
-        state[seed, :] = _UNSET
+        state[seed, :] = UNSET
         kp[seed, root, 0], kp[seed, root, 1] = root_pos[seed, 0], root_pos[seed, 1]
-        state[seed, root] = _FOUND
+        state[seed, root] = FOUND
         _votes(root * float(plane), root_pos[seed, 0], root_pos[seed, 1], f, weights[root], cells[root])
         # Breadth-first: every parent is placed before its children.
         for edge in walk_edges[root]:
             a, b = src[edge], dst[edge]
-            if state[seed, a] != _FOUND and state[seed, a] != _GUESSED:
+            if state[seed, a] != FOUND and state[seed, a] != GUESSED:
                 continue
             px, py = kp[seed, a, 0], kp[seed, a, 1]
             start = b * float(plane)
@@ -222,11 +235,11 @@ def walk(root_types, root_pos, peak_types, peak_pos, claimable, walk_edges, src,
             rejected = supported and (ex * ex + ey * ey > consistency * consistency or not verified)
             kp[seed, b, 0], kp[seed, b, 1] = x, y
             if rejected:
-                state[seed, b] = _REJECTED
+                state[seed, b] = REJECTED
             elif supported:
-                state[seed, b] = _FOUND
+                state[seed, b] = FOUND
             elif informative:
-                state[seed, b] = _GUESSED
+                state[seed, b] = GUESSED
             else:
-                state[seed, b] = _UNKNOWN
+                state[seed, b] = UNKNOWN
     return kp, state
