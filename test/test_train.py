@@ -150,6 +150,27 @@ def test_fine_tuning_carries_weights_to_a_smaller_disk_and_deeper_heads(data_roo
                     "--set", f"train.init_weights={second / 'last.safetensors'}"])
 
 
+def test_fine_tuning_carries_weights_to_a_finer_output_stride(data_root, tmp_path):
+    """train.init_weights into a network with a finer output stride: the backbone, the neck's
+    existing levels and the heads carry over, the new neck level starts untrained; a coarser one
+    is refused."""
+    first, finer = tmp_path / "first", tmp_path / "finer"
+    common = ["--config", data_root / "recipe.yaml", "--data-root", data_root]
+    _run(*common, "--out", first, "--stop-at", 2, "--set", "model.output_stride=8")
+    _run(*common, "--out", finer, "--set", f"train.init_weights={first / 'last.safetensors'}", "--stop-at", 0,
+         "--set", "model.output_stride=4")
+    _, trained = load_checkpoint(first / "last.safetensors")
+    config, carried = load_checkpoint(finer / "last.safetensors")
+    assert config.output_stride == 4
+    assert set(carried) - set(trained) and all(k.startswith(("neck.lateral.4.", "neck.smooth.4."))
+                                               for k in set(carried) - set(trained))
+    for key, value in trained.items():
+        torch.testing.assert_close(carried[key], value, msg=key)
+    with pytest.raises(ValueError, match="output_stride only downward"):
+        train.main([*map(str, common), "--out", str(tmp_path / "coarser"), "--no-progress",
+                    "--set", f"train.init_weights={finer / 'last.safetensors'}", "--set", "model.output_stride=8"])
+
+
 def test_frozen_batchnorm_trains_with_the_running_statistics(data_root, tmp_path):
     """train.frozen_batchnorm: BatchNorm normalises with (and keeps) the running statistics of the
     start weights, as inference does; other weights still learn. Without it the statistics move."""

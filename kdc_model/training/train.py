@@ -78,20 +78,25 @@ def save_state(path: Path, model, optimizer, scaler, step: int, best: float, ela
 
 
 # Network settings a fine-tuning run may change from its init_weights: the weights carry over.
-_CARRIED_CHANGES = ("disk_radius", "head_depth", "loss_weights", "decoder")
+_CARRIED_CHANGES = ("disk_radius", "head_depth", "output_stride", "loss_weights", "decoder")
 
 
 def carry_weights(model, config, trained_config, state: dict, source) -> None:
     """Start `model` (built from `config`) from a trained network's weights. The two may differ in the
     disk radius (the offset heads' last convolution is rescaled, so they give the same pixel offsets:
-    they output R units times R) and in head depth (only deeper: the new residual blocks start at
-    zero, so the deeper network starts as the trained one); anything else is a ValueError."""
+    they output R units times R), in head depth (only deeper: the new residual blocks start at
+    zero, so the deeper network starts as the trained one) and in output stride (only finer: the
+    neck's new levels start untrained, the heads keep their weights); anything else is a ValueError."""
     network = lambda c: {k: v for k, v in c.to_dict().items() if k not in _CARRIED_CHANGES}
-    if network(trained_config) != network(config) or config.head_depth < trained_config.head_depth:
+    if (network(trained_config) != network(config) or config.head_depth < trained_config.head_depth
+            or config.output_stride > trained_config.output_stride):
         raise ValueError(f"train.init_weights {source}: its network differs from the recipe's model "
-                         f"(only {', '.join(_CARRIED_CHANGES)} may change, head_depth only upward)")
+                         f"(only {', '.join(_CARRIED_CHANGES)} may change, head_depth only upward, "
+                         f"output_stride only downward)")
     missing = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False).missing_keys
-    assert all(".more." in key for key in missing), missing  # only the added residual blocks are new
+    new_levels = tuple(f"neck.{part}.{s}." for part in ("lateral", "smooth")
+                       for s in (4, 8, 16) if config.output_stride <= s < trained_config.output_stride)
+    assert all(".more." in key or key.startswith(new_levels) for key in missing), missing
     ratio = trained_config.radius / config.radius
     if ratio != 1.0:
         with torch.no_grad():
