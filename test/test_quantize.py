@@ -13,7 +13,7 @@ import torch
 
 from kdc_model import KDCNet, ModelConfig, load_model, save_checkpoint
 from kdc_model.inference import quantize
-from kdc_model.inference.quantize import Int8Unavailable, int8_path
+from kdc_model.inference.runtime import Int8Unavailable, int8_path
 
 FRAME = Path(__file__).parent / "data" / "vtest_frame200.jpg"
 SMALL = ModelConfig(input_size=64, neck_channels=16, head_channels=16)
@@ -92,7 +92,7 @@ def test_the_shipped_int8_network_is_made_from_the_shipped_weights():
     """scripts/package_default_weights.py makes both; a repackaged checkpoint without a new int8 file
     would make the node fall back to float32 (and this test fail)."""
     from kdc_model import DEFAULT_WEIGHTS, build_network
-    from kdc_model.inference.quantize import load_int8
+    from kdc_model.inference.runtime import load_int8
 
     assert load_int8(int8_path(DEFAULT_WEIGHTS.file), build_network("default"))
 

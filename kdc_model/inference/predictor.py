@@ -25,8 +25,7 @@ from ..network.heads import activate, unmirror
 from ..network.weights import NamedWeights, build_network, letterbox_side, weights_file
 from ..network.kdcnet import IMAGENET_MEAN, IMAGENET_STD, KDCNet
 from ..result import PoseSegResult
-from .quantize import Int8Unavailable, int8_path
-from .runtime import make_runner, onnx_cache_path
+from .runtime import Int8Unavailable, int8_path, make_runner, onnx_cache_path
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ def load_model(weights: str | Path | NamedWeights | ModelConfig = "default", dev
     sides merged (kdc_model.inference.multiscale): small and big people both found, for the sum of
     the sides' network and decoding times. Returns a MultiScalePredictor, called like a Predictor.
 
-    int8: run the network's int8 model (kdc_model.inference.quantize: <weights>.int8.onnx, shipped
+    int8: run the network's int8 model (<weights>.int8.onnx, made by kdc_model.inference.quantize, shipped
     with the default weights) on ONNX Runtime, where the device is a CPU: about 0.6x the network time
     of float32, keypoint AP unchanged, mask AP a little lower (docs/bench.md). On a GPU it is
     ignored with a warning; with backend torch or tensorrt, or without an int8 model made from these

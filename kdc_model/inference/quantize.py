@@ -7,11 +7,11 @@ activations uint8 with ranges calibrated on real images (percentile, so one brig
 stretch a range). On this project's 2-core CPU the network then runs in about 0.6x the time of
 float32 at the same accuracy on keypoints (docs/bench.md has the measured figures).
 
-The quantised model lives beside its checkpoint as <stem>.int8.onnx (`int8_path`); the default
-weights ship theirs. Its metadata_props carry the float network's config, the SHA-256 of the float
-weights it was quantised from (kdc_model.inference.export.weights_sha256) and how it was calibrated;
-`load_int8` refuses a file made from other weights, so a retrained checkpoint never runs a stale
-int8 network. Loading one executes nothing from it: ONNX is a graph of data.
+The quantised model lives beside its checkpoint as <stem>.int8.onnx (kdc_model.inference.runtime.int8_path);
+the default weights ship theirs. Its metadata_props carry the float network's config, the SHA-256 of
+the float weights it was quantised from (kdc_model.inference.export.weights_sha256) and how it was
+calibrated; runtime.load_int8 refuses a file made from other weights, so a retrained checkpoint
+never runs a stale int8 network. Loading one executes nothing from it: ONNX is a graph of data.
 """
 from __future__ import annotations
 
@@ -23,22 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .export import FORMAT_NAME, INPUT_NAME, onnx_bytes, read_metadata, weights_sha256
-
-INT8_FORMAT = FORMAT_NAME + "_int8"
-MAX_INT8_BYTES = 1 << 30
+from .export import INPUT_NAME, onnx_bytes, weights_sha256
+from .runtime import INT8_FORMAT, int8_path
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
-
-class Int8Unavailable(ValueError):
-    """int8 was asked for where it cannot run: no int8 model made from these weights, or a network
-    that does not run on ONNX Runtime on CPU."""
-
-
-def int8_path(checkpoint: str | Path) -> Path:
-    """Where the int8 model of a checkpoint lives: <stem>.int8.onnx beside it."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(checkpoint.stem + ".int8.onnx")
 
 
 def quantize(model: torch.nn.Module, batches: list[np.ndarray]) -> bytes:
@@ -93,28 +80,6 @@ def quantize(model: torch.nn.Module, batches: list[np.ndarray]) -> bytes:
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
     return proto.SerializeToString()
-
-
-def load_int8(path: str | Path, model: torch.nn.Module) -> bytes:
-    """The bytes of the int8 model at `path`, checked to be quantised from `model`'s weights;
-    ValueError naming the problem otherwise (missing, not a KDC int8 model, other weights)."""
-    path = Path(path)
-    if not path.is_file():
-        raise Int8Unavailable(f"int8 needs a quantised model at {path}, and there is none: make it with "
-                         f"python -m kdc_model.inference.quantize --checkpoint <checkpoint> --images <folder>")
-    if path.stat().st_size > MAX_INT8_BYTES:
-        raise Int8Unavailable(f"{path}: {path.stat().st_size} bytes is too large for a KDC int8 model")
-    data = path.read_bytes()
-    try:
-        metadata = read_metadata(data)
-    except Exception as err:  # onnx's DecodeError and friends: not an ONNX file at all
-        raise Int8Unavailable(f"{path}: not an ONNX model ({type(err).__name__})") from None
-    if metadata.get("format") != INT8_FORMAT:
-        raise Int8Unavailable(f"{path}: not a KDC int8 model (format {metadata.get('format')!r})")
-    if metadata.get("weights_sha256") != weights_sha256(model):
-        raise Int8Unavailable(f"{path} was quantised from other weights than the ones loaded; make it again with "
-                         f"python -m kdc_model.inference.quantize")
-    return data
 
 
 def image_files(paths: list[str]) -> list[Path]:

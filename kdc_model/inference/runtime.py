@@ -16,11 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .export import EXPORT_FORMAT_TAG, INPUT_NAME, OUTPUT_NAMES, onnx_bytes, weights_sha256
+from .export import EXPORT_FORMAT_TAG, FORMAT_NAME, INPUT_NAME, OUTPUT_NAMES, onnx_bytes, read_metadata, weights_sha256
 from ..network.private_files import UntrustedFile, folder_problem, read_private, user_cache_folder, write_atomic
 
 MAX_ONNX_BYTES = 2 << 30        # protobuf's own limit for one serialised model
 MAX_CLAIM_BYTES = 64 << 10
+INT8_FORMAT = FORMAT_NAME + "_int8"   # what kdc_model.inference.quantize writes
+MAX_INT8_BYTES = 1 << 30
 
 
 class TorchRunner:
@@ -96,8 +98,6 @@ class OnnxRunner:
         providers = self._providers(onnxruntime)
         self.session, self.from_cache, self.int8 = None, False, int8 is not None
         if int8 is not None:
-            from .quantize import Int8Unavailable, load_int8
-
             if self.device.type != "cpu" or backend != "onnxruntime":
                 raise Int8Unavailable(f"int8 runs on ONNX Runtime on CPU, not backend {backend} on {self.device}")
             self.session = onnxruntime.InferenceSession(load_int8(int8, model), options, providers=providers)
@@ -138,6 +138,39 @@ class OnnxRunner:
         images = np.ascontiguousarray(batch.detach().to("cpu", torch.float32).numpy())
         outputs = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: images})
         return {k: torch.from_numpy(v).to(self.device) for k, v in zip(OUTPUT_NAMES, outputs)}
+
+
+class Int8Unavailable(ValueError):
+    """int8 was asked for where it cannot run: no int8 model made from these weights, or a network
+    that does not run on ONNX Runtime on CPU."""
+
+
+def int8_path(checkpoint: str | Path) -> Path:
+    """Where the int8 model of a checkpoint lives: <stem>.int8.onnx beside it."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + ".int8.onnx")
+
+
+def load_int8(path: str | Path, model: torch.nn.Module) -> bytes:
+    """The bytes of the int8 model at `path`, checked to be quantised from `model`'s weights;
+    Int8Unavailable naming the problem otherwise (missing, not a KDC int8 model, other weights)."""
+    path = Path(path)
+    if not path.is_file():
+        raise Int8Unavailable(f"int8 needs a quantised model at {path}, and there is none: make it with "
+                         f"python -m kdc_model.inference.quantize --checkpoint <checkpoint> --images <folder>")
+    if path.stat().st_size > MAX_INT8_BYTES:
+        raise Int8Unavailable(f"{path}: {path.stat().st_size} bytes is too large for a KDC int8 model")
+    data = path.read_bytes()
+    try:
+        metadata = read_metadata(data)
+    except Exception as err:  # onnx's DecodeError and friends: not an ONNX file at all
+        raise Int8Unavailable(f"{path}: not an ONNX model ({type(err).__name__})") from None
+    if metadata.get("format") != INT8_FORMAT:
+        raise Int8Unavailable(f"{path}: not a KDC int8 model (format {metadata.get('format')!r})")
+    if metadata.get("weights_sha256") != weights_sha256(model):
+        raise Int8Unavailable(f"{path} was quantised from other weights than the ones loaded; make it again with "
+                         f"python -m kdc_model.inference.quantize")
+    return data
 
 
 def onnx_cache_path(checkpoint: str | Path, input_side: int) -> Path | None:
@@ -254,7 +287,6 @@ def make_runner(model: torch.nn.Module, backend: str, input_side: int, device: t
     `device` for torch; left on CPU otherwise); `int8`: its int8 model (OnnxRunner)."""
     if backend == "torch":
         if int8 is not None:
-            from .quantize import Int8Unavailable
             raise Int8Unavailable("int8 runs on ONNX Runtime on CPU, not backend torch")
         return TorchRunner(model)
     return OnnxRunner(model, input_side, device, onnx=onnx, backend=backend, int8=int8)

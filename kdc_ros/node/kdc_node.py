@@ -180,7 +180,7 @@ class KdcRuntime:
             warnings.warn(f"int8 runs on ONNX Runtime only; backend {self.settings['backend']} runs float32",
                           RuntimeWarning, stacklevel=2)
             return load()
-        from kdc_model.inference.quantize import Int8Unavailable
+        from kdc_model.inference.runtime import Int8Unavailable
 
         try:
             return load(int8=True)
