@@ -56,6 +56,10 @@ def test_int8_is_refused_with_the_reason_where_it_cannot_run(quantized, tmp_path
         load_model(quantized, backend="torch", int8=True)
     with pytest.raises(Int8Unavailable, match="random-init"):
         load_model(SMALL, backend="onnxruntime", int8=True)
+    with pytest.raises(ValueError, match="int8 must be False, True or 'auto'"):
+        load_model(quantized, backend="onnxruntime", int8="yes")
+    with pytest.warns(RuntimeWarning, match="running float32: int8 needs a checkpoint"):
+        assert not load_model(SMALL, backend="onnxruntime", int8="auto").int8
     # No int8 model beside the checkpoint.
     alone = tmp_path / "alone.safetensors"
     shutil.copy(quantized, alone)
@@ -111,5 +115,5 @@ def test_the_node_runs_float32_with_a_warning_where_the_model_has_no_int8_networ
                     int8=True) as harness:
         log = node_log(harness)
         assert not harness.node.predictor.int8 and harness.node.predictor.backend == "torch"
-        said = "int8 runs on ONNX Runtime only; backend torch runs float32"
+        said = "running float32: int8 runs on ONNX Runtime on CPU, not backend torch on cpu"
         harness.wait_for(lambda: any(said in line for line in log_lines(log, harness)), 5.0, "no warning")

@@ -8,6 +8,7 @@ everything else is shared.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 def load_model(weights: str | Path | NamedWeights | ModelConfig = "default", device: str | torch.device = "auto",
                half: bool = False, decoder: DecoderConfig | None = None, strict_device: bool = False,
                backend: str = "torch", input_size: int | None = None, flip_test: bool = False,
-               multi_scale: tuple[int, ...] | list[int] = (), int8: bool = False) -> "Predictor":
+               multi_scale: tuple[int, ...] | list[int] = (), int8: bool | str = False) -> "Predictor":
     """A ready Predictor from named weights ("default": the packaged ones), a checkpoint path, or a
     ModelConfig (random init: for tests and benchmarks); kdc_model.network.weights builds the network.
     `decoder` overrides the checkpoint's decoder settings.
@@ -67,10 +68,11 @@ def load_model(weights: str | Path | NamedWeights | ModelConfig = "default", dev
     with the default weights) on ONNX Runtime, where the device is a CPU: about 0.6x the network time
     of float32, keypoint AP unchanged, mask AP a little lower (docs/bench.md). On a GPU it is
     ignored with a warning; with backend torch or tensorrt, or without an int8 model made from these
-    weights, it is an Int8Unavailable (a ValueError).
+    weights, it is an Int8Unavailable (a ValueError). int8 "auto" (the node's default): the int8
+    network where it can run, else float32 with a warning that says why.
     """
-    if int8 and isinstance(weights, ModelConfig):
-        raise Int8Unavailable("int8 needs a checkpoint with its int8 model beside it, not a random-init ModelConfig")
+    if int8 not in (False, True, "auto"):
+        raise ValueError(f"int8 must be False, True or 'auto', not {int8!r}")
     network = build_network(weights)
     first = letterbox_side(network.config, input_size)
     sides = [first] + sorted({letterbox_side(network.config, s) for s in multi_scale} - {first})
@@ -80,9 +82,19 @@ def load_model(weights: str | Path | NamedWeights | ModelConfig = "default", dev
         onnx_cache = None
         if backend != "torch" and not isinstance(weights, ModelConfig):
             onnx_cache = onnx_cache_path(weights_file(weights), side)
-        predictors.append(Predictor(network, device=device, half=half, decoder=decoder, backend=backend,
-                                    onnx=onnx_cache, input_size=side, flip_test=flip_test,
-                                    int8=int8_path(weights_file(weights)) if int8 else None))
+        build = functools.partial(Predictor, network, device=device, half=half, decoder=decoder, backend=backend,
+                                  onnx=onnx_cache, input_size=side, flip_test=flip_test)
+        try:
+            if int8 and isinstance(weights, ModelConfig):
+                raise Int8Unavailable("int8 needs a checkpoint with its int8 model beside it, not a "
+                                      "random-init ModelConfig")
+            predictors.append(build(int8=int8_path(weights_file(weights)) if int8 else None))
+        except Int8Unavailable as err:
+            if int8 != "auto":
+                raise
+            warnings.warn(f"running float32: {err}", RuntimeWarning, stacklevel=2)
+            int8 = False
+            predictors.append(build())
     if len(predictors) == 1:
         return predictors[0]
     from .multiscale import MultiScalePredictor

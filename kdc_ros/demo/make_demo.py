@@ -38,12 +38,15 @@ def load_demo_model(device: str):
     from kdc_model.inference.backends import default_threads
     from kdc_model.network.checkpoint import CheckpointError
 
+    from ..node.params import load_defaults
+
     # A frame the default thread count of PyTorch (one per core) would cost 0.3-2.7 s on a busy 2-core
     # machine, as the threads wait for each other (kdc_model.inference.backends.default_threads).
     torch.set_num_threads(default_threads())
     try:
-        predictor = kdc_model.load_model("default", device=device, input_size=INPUT_SIZE, backend="auto")
-        name = f"default, input {INPUT_SIZE}"
+        predictor = kdc_model.load_model("default", device=device, input_size=INPUT_SIZE, backend="auto",
+                                         int8="auto" if load_defaults()["int8"] else False)
+        name = f"default{' int8' if predictor.int8 else ''}, input {INPUT_SIZE}"
     except CheckpointError as err:
         banner = "!" * 100
         print(f"\n{banner}\nWARNING: {err}\nWARNING: the demo runs a RANDOMLY INITIALISED model: latency and "

@@ -14,7 +14,6 @@ model skips stale frames. Topic layout (see the README):
 """
 from __future__ import annotations
 
-import functools
 import threading
 import time
 import warnings
@@ -153,13 +152,13 @@ class KdcRuntime:
         fallback = self.settings["device_fallback"]
         with warnings.catch_warnings(record=True) as caught:  # e.g. "device cuda is not available"
             warnings.simplefilter("always")
-            load = functools.partial(kdc_model.load_model, self.settings["model"], device=self.settings["device"],
-                                     half=self.settings["half"], strict_device=not fallback,
-                                     backend=self.settings["backend"],
-                                     input_size=params.model_input_size(self.settings["input_size"]),
-                                     multi_scale=self.settings["multi_scale"])
             try:
-                predictor = self._load_int8(load) if self.settings["int8"] else load()
+                predictor = kdc_model.load_model(self.settings["model"], device=self.settings["device"],
+                                                 half=self.settings["half"], strict_device=not fallback,
+                                                 backend=self.settings["backend"],
+                                                 input_size=params.model_input_size(self.settings["input_size"]),
+                                                 multi_scale=self.settings["multi_scale"],
+                                                 int8="auto" if self.settings["int8"] else False)
             except RuntimeError as err:
                 if fallback:
                     raise
@@ -172,21 +171,6 @@ class KdcRuntime:
         self.get_logger().info(f"model {self.settings['model']} on {getattr(predictor, 'device', '?')} ({backend}, "
                                f"{torch.get_num_threads()} threads)")
         return predictor
-
-    def _load_int8(self, load):
-        """The model with its int8 network where it has one and runs on ONNX Runtime on CPU, else the
-        float32 model with a warning saying why (a custom checkpoint need not have an int8 file)."""
-        if self.settings["backend"] in ("torch", "tensorrt"):
-            warnings.warn(f"int8 runs on ONNX Runtime only; backend {self.settings['backend']} runs float32",
-                          RuntimeWarning, stacklevel=2)
-            return load()
-        from kdc_model.inference.runtime import Int8Unavailable
-
-        try:
-            return load(int8=True)
-        except Int8Unavailable as err:
-            warnings.warn(f"running float32: {err}", RuntimeWarning, stacklevel=2)
-            return load()
 
     def _create_publishers(self, camera: Camera) -> None:
         for topic, message_type in OUTPUT_TOPICS.items():

@@ -39,6 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--multi-scale", type=int, nargs="+", default=[], metavar="SIDE",
                         help="offline: also run the network at these letterbox sides and merge the people "
                              "(e.g. 640: small and big people both found, for the sides' summed time)")
+    parser.add_argument("--int8", action="store_true", help="run the model's int8 network on ONNX Runtime "
+                        "(CPU), as the node does by default there")
     parser.add_argument("--batch-size", type=int, default=4, help="offline: images per model call (default 4)")
     parser.add_argument("--no-overlay", action="store_true", help="no overlay images and no overlay.mp4")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -62,7 +64,8 @@ def run(args: argparse.Namespace, predictor=None) -> dict:
     if predictor is None and args.node_namespace is None:
         import kdc_model
         predictor = kdc_model.load_model(args.checkpoint, device=args.device, input_size=args.input_size,
-                                         flip_test=args.flip_test, multi_scale=args.multi_scale)
+                                         flip_test=args.flip_test, multi_scale=args.multi_scale,
+                                         **(dict(backend="onnxruntime", int8=True) if args.int8 else {}))
     common = dict(overlay=not args.no_overlay, annotations=args.annotations, progress=not args.no_progress)
     if args.live:
         from .live import replay_live
