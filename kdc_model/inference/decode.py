@@ -26,7 +26,7 @@ import torch
 
 from ..network.config import DecoderConfig
 from ..result import PoseSegResult
-from ..skeleton import DIRECTED_EDGES, NUM_KEYPOINTS, OKS_SIGMAS, TREE_EDGES
+from ..skeleton import DIRECTED_EDGES, KEYPOINT_NAMES, NUM_KEYPOINTS, OKS_SIGMAS, TREE_EDGES
 from . import decode_loops
 
 REFERENCE_INPUT = 401.0  # the input size at which DecoderConfig.match_radius and vote_bandwidth are given
@@ -578,13 +578,57 @@ def decode_people(maps: dict[str, torch.Tensor], *, stride: int, radius: float, 
                      kp_box)
     boxes = np.where(np.isfinite(boxes), boxes, np.concatenate([kp.min(1), kp.max(1)], 1))
 
-    return PoseSegResult(
+    result = PoseSegResult(
         keypoints=np.concatenate([kp, conf[..., None]], axis=2).astype(np.float32),
         scores=scores.astype(np.float32),
         boxes=boxes.astype(np.float32),
         label_map=label.astype(np.uint16),
         mask_scores=mask_scores.astype(np.float32),
     )
+    return rescore(result, config.score_weights) if config.score_weights else result
+
+
+# What the learned person score (DecoderConfig.score_weights) weighs, per person. Every feature is the
+# same at any image scale, so weights fitted on results in image pixels apply inside the decoder.
+PERSON_FEATURES = ("one", "score", *(f"confidence of the {name.replace('_', ' ')}" for name in KEYPOINT_NAMES),
+                   "share of keypoints found", "mean confidence of those found", "mask score",
+                   "log(sqrt(box area) / longer image side)", "mask pixels / box area", "score squared",
+                   "score x log size")
+
+
+def person_features(result: PoseSegResult) -> np.ndarray:
+    """[N, len(PERSON_FEATURES)] float64: the features of each person of `result` (decoder scores)."""
+    conf = result.keypoints[..., 2].astype(np.float64)
+    scores = result.scores.astype(np.float64)
+    found = (conf > 0).sum(1)
+    mean_found = np.where(found > 0, conf.sum(1) / np.maximum(found, 1), 0.0)
+    # A box spans the pixels from its first corner to its second, both included.
+    width = (result.boxes[:, 2] - result.boxes[:, 0] + 1).astype(np.float64)
+    height = (result.boxes[:, 3] - result.boxes[:, 1] + 1).astype(np.float64)
+    size = np.log(np.sqrt(width * height) / max(result.label_map.shape))
+    labelled = result.label_map[result.label_map > 0]
+    pixels = np.bincount(labelled, minlength=len(result) + 1)[1:len(result) + 1]
+    return np.column_stack([np.ones(len(result)), scores, conf, found / NUM_KEYPOINTS, mean_found,
+                            result.mask_scores.astype(np.float64), size, pixels / (width * height),
+                            scores ** 2, scores * size])
+
+
+def rescore(result: PoseSegResult, weights) -> PoseSegResult:
+    """`result` with learned person scores (person_features @ weights, clipped to [0, 1]), people
+    re-sorted by them and the label map renumbered to match (label i + 1 is still person i)."""
+    weights = np.asarray(weights, np.float64)
+    if weights.shape != (len(PERSON_FEATURES),):
+        raise ValueError(f"score_weights holds {weights.size} weights; a person has {len(PERSON_FEATURES)} "
+                         f"features (kdc_model.inference.decode.PERSON_FEATURES)")
+    if not len(result):
+        return result
+    scores = np.clip(person_features(result) @ weights, 0.0, 1.0)
+    order = np.argsort(-scores, kind="stable")
+    relabel = np.zeros(len(result) + 1, np.uint16)
+    relabel[order + 1] = np.arange(1, len(result) + 1)
+    return PoseSegResult(keypoints=result.keypoints[order], scores=scores[order].astype(np.float32),
+                         boxes=result.boxes[order], label_map=relabel[result.label_map],
+                         mask_scores=result.mask_scores[order])
 
 
 _compiled = False

@@ -50,10 +50,16 @@ class DecoderConfig:
     mask_sigma: float = 0.21           # membership sigma, in units of the person's scale
     centroid_min_confidence: float = 0.1  # keypoints at least this confident act as dynamic MaskCentroids
     instance_smoothing_sigma: float = 0.5  # instance-wise Gaussian optimisation, map cells (0 = off)
+    # A person score that ranks people by how right they are: weights of a linear function of each
+    # decoded person's features (kdc_model.inference.decode.PERSON_FEATURES), fitted on training
+    # photographs to predict the mean of the person's OKS and mask IoU with its true person
+    # (kdc_model.training.score_fit). () keeps the keypoint score above.
+    score_weights: tuple[float, ...] = ()
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["pgo_sigmas"] = list(self.pgo_sigmas)
+        d["score_weights"] = list(self.score_weights)
         return d
 
     @classmethod
@@ -110,8 +116,9 @@ def _from_dict(cls, d: dict):
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
     d = dict(d)
-    if "pgo_sigmas" in d:
-        d["pgo_sigmas"] = tuple(d["pgo_sigmas"])
+    for key in ("pgo_sigmas", "score_weights"):
+        if key in d:
+            d[key] = tuple(float(v) for v in d[key])
     return cls(**d)
 
 
