@@ -82,10 +82,13 @@ def test_a_node_with_its_shipped_defaults_finds_every_walker(namespace):
     from sensor_msgs.msg import Image
 
     from kdc_ros.node.image_io import rgb_to_image
-    from node_helpers import camera_publisher, listen, start_node, stamped
+    from node_helpers import camera_publisher, listen, log_lines, node_log, start_node, stamped
 
     with start_node(None, namespace) as harness:
         assert harness.node.predictor.int8, "the node's default on CPU: the shipped int8 network"
+        log = node_log(harness)
+        harness.wait_for(lambda: any("(onnxruntime int8, picked by backend auto" in line
+                                     for line in log_lines(log, harness)), 5.0, "the start-up line names int8")
         outputs = listen(harness, "pose_seg", PoseSeg)
         publisher = camera_publisher(harness, Image)
         assert harness.send_until(publisher, rgb_to_image(walkers_image(), stamped(7)), lambda: len(outputs) > 0,

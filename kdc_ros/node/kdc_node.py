@@ -165,7 +165,7 @@ class KdcRuntime:
                 raise ValueError(f"{err} (device_fallback is false)") from None
         for warning in caught:
             self.get_logger().warning(str(warning.message))
-        backend = getattr(predictor, "backend", "torch")
+        backend = getattr(predictor, "backend", "torch") + (" int8" if getattr(predictor, "int8", False) else "")
         if self.settings["backend"] == "auto":
             backend += f", picked by backend auto: {getattr(predictor, 'backend_reason', '?')}"
         self.get_logger().info(f"model {self.settings['model']} on {getattr(predictor, 'device', '?')} ({backend}, "
