@@ -25,6 +25,7 @@ import torch
 
 from .export import INPUT_NAME, onnx_bytes, weights_sha256
 from .runtime import INT8_FORMAT, int8_path
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
