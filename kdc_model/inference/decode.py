@@ -37,8 +37,7 @@ _DST = np.array([b for _, b in DIRECTED_EDGES])
 _REVERSE = np.array([(e + len(TREE_EDGES)) % len(DIRECTED_EDGES) for e in range(len(DIRECTED_EDGES))])
 
 # Keypoint states during grouping (set by decode_loops.walk).
-_UNSET, _FOUND, _GUESSED, _REJECTED, _UNKNOWN = (decode_loops.UNSET, decode_loops.FOUND, decode_loops.GUESSED,
-                                                 decode_loops.REJECTED, decode_loops.UNKNOWN)
+_UNSET, _FOUND, _GUESSED, _UNKNOWN = decode_loops.UNSET, decode_loops.FOUND, decode_loops.GUESSED, decode_loops.UNKNOWN
 
 
 def _gaussian_blur(maps: np.ndarray, sigmas) -> np.ndarray:

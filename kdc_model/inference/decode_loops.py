@@ -197,12 +197,11 @@ def walk(root_types, root_pos, peak_types, peak_pos, claimable, walk_edges, src,
     plane = (h + 2) * (w + 2)
     f = (off, stride, w, h, vote, heat, no_heat, bandwidth2)
     kp = np.zeros((s, k, 2))
-    state = np.zeros((s, k), np.int64)
+    state = np.zeros((s, k), np.int64)   # UNSET
     weights, cells = np.zeros((k, 9)), np.zeros((k, 9), np.int64)
     any_claimable = claimable.any()
     for seed in range(s):
         root = root_types[seed]
-        state[seed, :] = UNSET
         kp[seed, root, 0], kp[seed, root, 1] = root_pos[seed, 0], root_pos[seed, 1]
         state[seed, root] = FOUND
         _votes(root * float(plane), root_pos[seed, 0], root_pos[seed, 1], f, weights[root], cells[root])

@@ -44,9 +44,9 @@ def kdc_predictor(input_size: int, weights: str = "auto", device: str = "cpu", b
     if weights == "random":
         torch.manual_seed(0)
         weights, description = ModelConfig(), "random init (no packaged weights yet; same compute)"
-    int8 = int8 and backend == "onnxruntime" and device == "cpu" and not isinstance(weights, ModelConfig)
+    # load_model decides where int8 can run ("auto": float32 with the reason otherwise), as for the node.
     return (load_model(weights, device=device, strict_device=True, backend=backend, input_size=input_size,
-                       int8=int8), description)
+                       int8="auto" if int8 and backend == "onnxruntime" else False), description)
 
 
 def kdc_model_row(frames, input_size: int, *, predictor=None, weights: str = "auto", device: str = "cpu",
