@@ -5,6 +5,7 @@ No peer venv is ever created here: peers are skipped (--no-peers) or their venv 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -188,3 +189,37 @@ def test_peer_accuracy_venv_failure_is_an_error_row(tmp_path):
                                "--checkpoint", str(tmp_path / "none.safetensors")]) == 1
     rows = json.loads((tmp_path / "out" / "metrics.json").read_text())["groups"]["coco_val2017"]["rows"]
     assert [r["system"] for r in rows] == ["yolo11n-pose"] and "Not a directory" in rows[0]["error"]
+
+
+def test_bench_sizes_merged_sides_for_us_and_the_largest_side_for_peers(tmp_path, monkeypatch):
+    """An input size "64+96" runs our model at both sides, people merged (as the node runs a model
+    that lists more sides); a peer runs at 96 and its row is filed under "64+96" to be compared."""
+    import numpy as np
+
+    from kdc_ros.bench import input_sides, parse_size
+    from kdc_ros.bench.kdc import kdc_predictor
+
+    assert parse_size("320") == 320 and parse_size("640+320") == "320+640" and input_sides("320+640") == (320, 640)
+    for bad in ("320+", "a", "0+320"):
+        with pytest.raises(ValueError, match=re.escape(repr(bad))):
+            parse_size(bad)
+    with pytest.raises(SystemExit):
+        main(["--sizes", "320+x"])
+    assert kdc_predictor("64+96", weights="random")[0].input_sides == (64, 96)
+
+    out = tmp_path / "out"
+    assert main(["--out", str(out), "--frames", "2", "--frame-size", "96x64", "--sizes", "64+96", "--warmup", "1",
+                 "--no-peers", "--weights", "random"]) == 0
+    rows = json.loads((out / "bench.json").read_text())
+    assert {r["system"]: r["input"] for r in rows} == {"kdc_node": "64+96", "kdc_model": "64+96"}
+
+    asked = []
+
+    def fake_runner(venv, script, args, work_dir, venv_root=None, log=print):
+        asked.append(int(args[args.index("--size") + 1]))
+        return [row("yolo11n-pose", "torch", asked[-1], [5.0, 6.0])]
+
+    monkeypatch.setattr(bench_peers, "run_runner", fake_runner)
+    frames = np.zeros((2, 64, 96, 3), np.uint8)
+    [peer] = bench_peers.peer_rows(frames, "64+96", systems=("yolo11n-pose",), work_dir=tmp_path / "work")
+    assert asked == [96] and peer["input"] == "64+96" and peer["note"].startswith("at 96, the largest side")

@@ -85,6 +85,35 @@ def test_load_model_with_multi_scale_merges_every_side():
     assert not isinstance(load_model(config, device="cpu", multi_scale=(128,)), MultiScalePredictor)
 
 
+def test_the_default_weights_run_at_their_own_sides_unless_a_side_is_named():
+    """The packaged model lists 640 besides 320 (ModelConfig.multi_scale): load_model runs both by
+    default; a named input_size runs that side alone, and multi_scale=() the model's side alone."""
+    from kdc_model.inference.predictor import Predictor
+
+    default = load_model("default", device="cpu")
+    assert default.config.multi_scale == (640,)
+    assert isinstance(default, MultiScalePredictor) and default.input_sides == (320, 640)
+    for alone, side in ((load_model("default", device="cpu", input_size=640), 640),
+                        (load_model("default", device="cpu", multi_scale=()), 320)):
+        assert isinstance(alone, Predictor) and alone.input_side == side
+    assert load_model("default", device="cpu", input_size=480, multi_scale=(640,)).input_sides == (480, 640)
+
+
+def test_a_model_config_keeps_its_sides_through_a_checkpoint(tmp_path):
+    from kdc_model import KDCNet, save_checkpoint
+    from kdc_model.network.checkpoint import load_checkpoint
+
+    config = ModelConfig(neck_channels=16, head_channels=16, input_size=64, multi_scale=[128, 96])
+    assert config.multi_scale == (128, 96)
+    save_checkpoint(tmp_path / "m.safetensors", KDCNet(config), config)
+    assert load_checkpoint(tmp_path / "m.safetensors")[0].multi_scale == (128, 96)
+    assert load_model(tmp_path / "m.safetensors", device="cpu").input_sides == (64, 96, 128)
+    with pytest.raises(ValueError, match="multi_scale must be at least 32, not 16"):
+        ModelConfig(multi_scale=(16,))
+    # Checkpoints written before the field existed run at their one side.
+    assert ModelConfig.from_dict({"input_size": 64}).multi_scale == ()
+
+
 def test_kdc_replay_takes_multi_scale_offline_only(tmp_path, capsys):
     from kdc_ros.replay.cli import main as kdc_replay, parse_args
 

@@ -70,3 +70,26 @@ def test_multi_scale_from_the_node_parameter_to_the_model(small_checkpoint, name
         assert isinstance(predictor, MultiScalePredictor) and predictor.input_sides == (64, 128)
     with start_node(None, namespace, model=str(small_checkpoint), device="cpu", backend="torch") as harness:
         assert not isinstance(harness.node.predictor, MultiScalePredictor)
+
+
+def test_a_model_with_its_own_sides_runs_them_unless_the_node_names_its_input(tmp_path, namespace):
+    """A checkpoint whose ModelConfig lists more sides (multi_scale): the node's defaults (input_size 0,
+    multi_scale []) run all of them and its start-up line names them; input_size alone runs that side;
+    the node's multi_scale replaces the model's."""
+    from kdc_model import KDCNet, ModelConfig, save_checkpoint
+    from kdc_model.inference.multiscale import MultiScalePredictor
+
+    config = ModelConfig(input_size=64, multi_scale=(96,), neck_channels=16, head_channels=16)
+    path = tmp_path / "sides.safetensors"
+    save_checkpoint(path, KDCNet(config), config)
+    with start_node(None, namespace, model=str(path), device="cpu", backend="torch") as harness:
+        predictor = harness.node.predictor
+        assert isinstance(predictor, MultiScalePredictor) and predictor.input_sides == (64, 96)
+        log = node_log(harness)
+        harness.wait_for(lambda: any(line.endswith("threads), input 64+96") for line in log_lines(log, harness)),
+                         5.0, "the start-up line does not name the sides")
+    with start_node(None, namespace, model=str(path), device="cpu", backend="torch", input_size=64) as harness:
+        assert not isinstance(harness.node.predictor, MultiScalePredictor)
+        assert harness.node.predictor.input_side == 64
+    with start_node(None, namespace, model=str(path), device="cpu", backend="torch", multi_scale=[128]) as harness:
+        assert harness.node.predictor.input_sides == (64, 128)

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 def load_model(weights: str | Path | NamedWeights | ModelConfig = "default", device: str | torch.device = "auto",
                half: bool = False, decoder: DecoderConfig | None = None, strict_device: bool = False,
                backend: str = "torch", input_size: int | None = None, flip_test: bool = False,
-               multi_scale: tuple[int, ...] | list[int] = (), int8: bool | str = False) -> "Predictor":
+               multi_scale: tuple[int, ...] | list[int] | None = None, int8: bool | str = False) -> "Predictor":
     """A ready Predictor from named weights ("default": the packaged ones), a checkpoint path, or a
     ModelConfig (random init: for tests and benchmarks); kdc_model.network.weights builds the network.
     `decoder` overrides the checkpoint's decoder settings.
@@ -63,6 +63,8 @@ def load_model(weights: str | Path | NamedWeights | ModelConfig = "default", dev
     multi_scale: more letterbox sides (e.g. (640,)) run besides input_size, and the people of all
     sides merged (kdc_model.inference.multiscale): small and big people both found, for the sum of
     the sides' network and decoding times. Returns a MultiScalePredictor, called like a Predictor.
+    None: the network's own sides (its ModelConfig's multi_scale: 640 besides 320 for the default
+    weights) when input_size is None too, else input_size alone; () runs input_size alone.
 
     int8: run the network's int8 model (<weights>.int8.onnx, made by kdc_model.inference.quantize, shipped
     with the default weights) on ONNX Runtime, where the device is a CPU: about 0.6x the network time
@@ -75,6 +77,8 @@ def load_model(weights: str | Path | NamedWeights | ModelConfig = "default", dev
         raise ValueError(f"int8 must be False, True or 'auto', not {int8!r}")
     network = build_network(weights)
     first = letterbox_side(network.config, input_size)
+    if multi_scale is None:
+        multi_scale = network.config.multi_scale if input_size is None else ()
     sides = [first] + sorted({letterbox_side(network.config, s) for s in multi_scale} - {first})
     device = resolve_device(device, strict_device)
     predictors = []

@@ -119,7 +119,7 @@ def main(argv=None) -> int:
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
     try:
-        predictor = load_model(args.checkpoint)
+        predictor = load_model(args.checkpoint, multi_scale=())  # calibration at the model's own side
         files = image_files(args.images)
         if not files:
             raise ValueError("no calibration images found")

@@ -80,6 +80,11 @@ class ModelConfig:
     # disk radius in pixels (radius), hence the offset heads' scale and the decoder's radius: another
     # side at inference is load_model(input_size=...), never an edited config (kdc_model.network.weights).
     input_size: int = 321
+    # More letterbox sides the network runs at by default, besides input_size: their people are merged
+    # with input_size's (kdc_model.inference.multiscale), so people too small for input_size and people
+    # too big for the larger side are both found. An inference setting, chosen on COCO photographs for
+    # the trained network; load_model(input_size=...) or (multi_scale=...) replaces it.
+    multi_scale: tuple[int, ...] = ()
     disk_radius: float = 32.0          # px at input 401 (paper); scaled by input_size / 401 (radius)
     loss_weights: dict = field(default_factory=lambda: {
         "heatmap": 4.0, "short": 1.0, "mid": 0.25, "seg": 2.0, "embed": 0.125})
@@ -94,6 +99,10 @@ class ModelConfig:
             raise ValueError(f"output_stride must be 4, 8 or 16, not {self.output_stride}")
         if isinstance(self.decoder, dict):
             self.decoder = DecoderConfig.from_dict(self.decoder)
+        self.multi_scale = tuple(self.multi_scale)
+        for side in self.multi_scale:
+            if (reason := input_size_problem(side)) is not None:
+                raise ValueError(reason.replace("input_size", "multi_scale"))
 
     @property
     def radius(self) -> float:
@@ -103,6 +112,7 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["decoder"] = self.decoder.to_dict()
+        d["multi_scale"] = list(self.multi_scale)
         return d
 
     @classmethod

@@ -170,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="torch", help="torch, onnxruntime, tensorrt or auto")
     parser.add_argument("--flip-test", action="store_true", help="average the maps of the mirrored image too "
                                                                  "(twice the network time, better keypoints)")
-    parser.add_argument("--multi-scale", type=int, nargs="+", default=[], metavar="SIDE",
-                        help="more letterbox sides run besides --input-size, their people merged (e.g. 640)")
+    parser.add_argument("--multi-scale", type=int, nargs="*", default=None, metavar="SIDE",
+                        help="more letterbox sides run besides --input-size, their people merged (default: "
+                             "the model's own sides without --input-size, 640 besides 320 for the default "
+                             "weights, else none; --multi-scale alone: none)")
     parser.add_argument("--int8", action="store_true", help="run the checkpoint's int8 model (backend onnxruntime, "
                         "CPU; kdc_model.inference.quantize)")
     parser.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")

@@ -76,7 +76,7 @@ def main(argv=None) -> int:
 
     recipe = Recipe.from_dict(load_recipe(args.recipe))
     train, val = load_sources(recipe.sources, args.data_root)
-    predictor = load_model(args.checkpoint, input_size=args.input_size, backend="auto")
+    predictor = load_model(args.checkpoint, input_size=args.input_size, multi_scale=(), backend="auto")
     base = dataclasses.replace(predictor.decoder, score_weights=())
     predictor.decoder = base
     records = fitting_records(train, recipe.sources)

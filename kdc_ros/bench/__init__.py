@@ -1,7 +1,9 @@
 """kdc_ros.bench: our node and model against the peers a user would pick instead, in one run.
 
-    python -m kdc_ros.bench --out bench_out [--sizes 320 640] [--frames 20] [--no-peers]
+    python -m kdc_ros.bench --out bench_out [--sizes 320 640 320+640] [--frames 20] [--no-peers]
 
+An input size is a letterbox side (320) or several sides whose people our model merges (320+640,
+the default model's own: kdc_model.load_model(multi_scale=...)); peers run at the largest side.
 A row producer is any function `producer(frames, input_size) -> row | list[row]`, where frames is
 an [N, H, W, 3] uint8 RGB array (the same for every system) and a row is a dict with at least
 ROW_KEYS = ("system", "backend", "input", "fps", "p50_ms", "p95_ms") (extra keys ride along: notes,
@@ -24,7 +26,24 @@ Producer = Callable[[np.ndarray, int], Union[Row, list]]
 
 SYSTEMS = ("kdc_node", "kdc_model", "yolo11n-pose", "yolo11n-seg", "mediapipe-pose")
 
-__all__ = ["ROW_KEYS", "SYSTEMS", "Producer", "check_row", "pool_rows", "run_producers"]
+__all__ = ["ROW_KEYS", "SYSTEMS", "Producer", "check_row", "input_sides", "parse_size", "pool_rows", "run_producers"]
+
+
+def parse_size(text: str) -> int | str:
+    """A --sizes entry: "320" -> 320; "320+640" -> "320+640" (sides ascending, each a whole number
+    of pixels); ValueError naming the problem otherwise."""
+    try:
+        sides = sorted({int(part) for part in str(text).split("+")})
+    except ValueError:
+        raise ValueError(f"input size {text!r} is not a side (320) or sides joined by + (320+640)") from None
+    if min(sides) <= 0:
+        raise ValueError(f"input size {text!r}: sides must be positive")
+    return sides[0] if len(sides) == 1 else "+".join(map(str, sides))
+
+
+def input_sides(size: int | str) -> tuple[int, ...]:
+    """The letterbox sides of an input size (parse_size's): 320 -> (320,), "320+640" -> (320, 640)."""
+    return tuple(int(part) for part in str(size).split("+"))
 
 
 def check_row(row: dict) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from kdc_model.inference.backends import BACKENDS, default_threads
 
-from . import SYSTEMS, run_producers
+from . import SYSTEMS, input_sides, parse_size, run_producers
 from .output import format_stages, format_table, write_json, write_png
 
 OURS = ("kdc_model", "kdc_node")
@@ -34,11 +34,32 @@ def node_default(name: str):
     return load_defaults()[name]
 
 
+def _size(text: str):
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def default_size() -> int | str:
+    """The letterbox sides the node runs the default model at (its ModelConfig's), as one size; 320
+    without the packaged weights."""
+    from kdc_model import DEFAULT_WEIGHTS
+    from kdc_model.network.checkpoint import load_checkpoint
+
+    if not DEFAULT_WEIGHTS.installed:
+        return 320
+    config = load_checkpoint(DEFAULT_WEIGHTS.file)[0]
+    return parse_size("+".join(str(s) for s in (config.input_size, *config.multi_scale)))
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m kdc_ros.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench_out", help="output folder (default bench_out)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[320],
-                        help="square network input sizes, each system at each (default 320)")
+    parser.add_argument("--sizes", type=_size, nargs="+", default=None,
+                        help="network input sizes, each system at each: a letterbox side (320), or sides whose "
+                             "people our model merges (320+640; peers run at the largest) (default: the "
+                             "default model's own, as the node runs it)")
     parser.add_argument("--video", default=None,
                         help="real frames from this video file, or 'demo' for the clip `make demo` plays "
                              "(default: synthetic frames)")
@@ -68,6 +89,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "0 leaves each system its own default)")
     parser.add_argument("--venv-root", default=None, help="peer venvs (default build/bench-venvs)")
     args = parser.parse_args(argv)
+    if args.sizes is None:
+        args.sizes = [default_size()]
     args.systems = [s for s in args.systems.split(",") if s]
     unknown = set(args.systems) - set(SYSTEMS)
     if unknown:
@@ -141,7 +164,7 @@ def main(argv=None) -> int:
     rows = [r for r in rows if r["system"] in args.systems or "error" in r]
     order = {s: i for i, s in enumerate(SYSTEMS)}
     backends = {"torch": 0, "onnxruntime": 1}
-    rows.sort(key=lambda r: (r["input"], order.get(r["system"], len(order)), backends.get(r["backend"], 2)))
+    rows.sort(key=lambda r: (max(input_sides(r["input"])), str(r["input"]), order.get(r["system"], len(order)), backends.get(r["backend"], 2)))
 
     import torch
 

@@ -20,15 +20,17 @@ import time
 
 import numpy as np
 
+from . import input_sides
 from .runners.timing import row, stage_stats, time_calls, with_overhead
 
 BENCH_NAMESPACE = "/kdc_bench"
 CAMERA_TOPIC = "camera/image_raw"  # in the bench's namespace, as the node's outputs are
 
 
-def kdc_predictor(input_size: int, weights: str = "auto", device: str = "cpu", backend: str = "torch",
+def kdc_predictor(input_size: int | str, weights: str = "auto", device: str = "cpu", backend: str = "torch",
                   int8: bool = False):
-    """(Predictor at `input_size`, description of its weights). weights: "auto" (the packaged default
+    """(Predictor at `input_size`, description of its weights). input_size: a side, or sides merged
+    ("320+640": kdc_ros.bench.input_sides). weights: "auto" (the packaged default
     when installed, else random), "default", "random", or a checkpoint path. backend: what runs the
     network (kdc_model.inference.backends: torch, onnxruntime, ...); the export it may need is not timed.
     int8: the network's int8 model where it applies (backend onnxruntime on CPU, weights that have
@@ -45,8 +47,9 @@ def kdc_predictor(input_size: int, weights: str = "auto", device: str = "cpu", b
         torch.manual_seed(0)
         weights, description = ModelConfig(), "random init (no packaged weights yet; same compute)"
     # load_model decides where int8 can run ("auto": float32 with the reason otherwise), as for the node.
-    return (load_model(weights, device=device, strict_device=True, backend=backend, input_size=input_size,
-                       int8="auto" if int8 and backend == "onnxruntime" else False), description)
+    first, *more = input_sides(input_size)
+    return (load_model(weights, device=device, strict_device=True, backend=backend, input_size=first,
+                       multi_scale=tuple(more), int8="auto" if int8 and backend == "onnxruntime" else False), description)
 
 
 def kdc_model_row(frames, input_size: int, *, predictor=None, weights: str = "auto", device: str = "cpu",

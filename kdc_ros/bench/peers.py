@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import input_sides
 from .runners.timing import failed_row
 from .venvs import PEER_VENVS, default_root, ensure_venv
 
@@ -86,7 +87,8 @@ def peer_rows(frames: np.ndarray, input_size: int, *, systems=tuple(PEERS), work
     work_dir = Path(work_dir) if work_dir else venv_root.parent / "bench-work"
     work_dir.mkdir(parents=True, exist_ok=True)
     path = frames_file(frames, work_dir)
-    common = ["--frames", str(path), "--size", str(input_size), "--warmup", str(warmup), "--rounds", str(rounds)]
+    side = max(input_sides(input_size))  # against our sides merged, a peer gets the largest
+    common = ["--frames", str(path), "--size", str(side), "--warmup", str(warmup), "--rounds", str(rounds)]
     rows = []
     by_venv: dict[tuple[str, str], list[str]] = {}
     for system in systems:
@@ -99,9 +101,13 @@ def peer_rows(frames: np.ndarray, input_size: int, *, systems=tuple(PEERS), work
             args += ["--work-dir", str(work_dir / "ultralytics"), "--systems", ",".join(wanted),
                      "--threads", str(threads),
                      "--backends", ",".join(dict.fromkeys(b for s in wanted for b in runs_in[s]))]
-        log(f"[bench] {', '.join(wanted)} at {input_size} (venv {venv})")
+        log(f"[bench] {', '.join(wanted)} at {side} (venv {venv})")
         try:
-            rows += run_runner(venv, script, args, work_dir, venv_root, log=log)
+            for peer_row in run_runner(venv, script, args, work_dir, venv_root, log=log):
+                if peer_row.get("input") == side and side != input_size:
+                    peer_row["input"] = input_size
+                    peer_row["note"] = f"at {side}, the largest side; " + peer_row.get("note", "")
+                rows.append(peer_row)
         except Exception as err:  # noqa: BLE001 - a failed peer is a row saying why
             message = f"{type(err).__name__}: {err}"
             rows += [failed_row(s, b, input_size, message) for s in wanted for b in runs_in[s]]

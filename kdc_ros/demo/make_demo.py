@@ -23,14 +23,10 @@ TOPIC = "/camera/image_raw"
 WORK_DIR = Path("build/demo")
 
 
-# The footage's pedestrians are ~80 px tall in 768x576 frames: the default 320 letterbox shrinks them
-# below what the model learnt, 640 keeps them.
-INPUT_SIZE = 640
-
-
 def load_demo_model(device: str):
-    """The default weights as the node runs them by default (backend auto: ONNX Runtime on a CPU, its
-    export written on the first run; the node's default threads), or a random-init model (people found
+    """The default weights as the node runs them by default (the model's own letterbox sides, 320 and
+    640 merged: the footage's pedestrians are ~80 px tall in 768x576 frames, small at 320; backend auto:
+    ONNX Runtime on a CPU, its export written on the first run; the node's default threads), or a random-init model (people found
     are noise) only when they are absent. Everything is built here, before the clip starts."""
     import torch
 
@@ -44,9 +40,10 @@ def load_demo_model(device: str):
     # machine, as the threads wait for each other (kdc_model.inference.backends.default_threads).
     torch.set_num_threads(default_threads())
     try:
-        predictor = kdc_model.load_model("default", device=device, input_size=INPUT_SIZE, backend="auto",
+        predictor = kdc_model.load_model("default", device=device, backend="auto",
                                          int8="auto" if load_defaults()["int8"] else False)
-        name = f"default{' int8' if predictor.int8 else ''}, input {INPUT_SIZE}"
+        sides = getattr(predictor, "input_sides", (predictor.input_side,))
+        name = f"default{' int8' if predictor.int8 else ''}, input {'+'.join(map(str, sides))}"
     except CheckpointError as err:
         banner = "!" * 100
         print(f"\n{banner}\nWARNING: {err}\nWARNING: the demo runs a RANDOMLY INITIALISED model: latency and "

@@ -157,7 +157,7 @@ class KdcRuntime:
                                                  half=self.settings["half"], strict_device=not fallback,
                                                  backend=self.settings["backend"],
                                                  input_size=params.model_input_size(self.settings["input_size"]),
-                                                 multi_scale=self.settings["multi_scale"],
+                                                 multi_scale=params.model_multi_scale(self.settings["multi_scale"]),
                                                  int8="auto" if self.settings["int8"] else False)
             except RuntimeError as err:
                 if fallback:
@@ -168,8 +168,9 @@ class KdcRuntime:
         backend = getattr(predictor, "backend", "torch") + (" int8" if getattr(predictor, "int8", False) else "")
         if self.settings["backend"] == "auto":
             backend += f", picked by backend auto: {getattr(predictor, 'backend_reason', '?')}"
+        sides = "+".join(str(side) for side in getattr(predictor, "input_sides", (getattr(predictor, "input_side", "?"),)))
         self.get_logger().info(f"model {self.settings['model']} on {getattr(predictor, 'device', '?')} ({backend}, "
-                               f"{torch.get_num_threads()} threads)")
+                               f"{torch.get_num_threads()} threads), input {sides}")
         return predictor
 
     def _create_publishers(self, camera: Camera) -> None:

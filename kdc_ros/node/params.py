@@ -119,12 +119,14 @@ SPECS: dict[str, ParameterSpec] = {
                           "(<model>.int8.onnx; the default weights ship one): ~0.6x the network time; "
                           "where there is none, or elsewhere, float32 with a warning."),
     "input_size": ParameterSpec(Parameter.Type.INTEGER, "Longer side of the letterbox the network sees, px "
-                                "(0 = the model's own); larger finds smaller, more distant people, at a cost "
-                                "growing with its square.", bounds=(0, 2048),
+                                "(0 = the model's own sides: 320 and 640 merged for the default weights); "
+                                "larger finds smaller, more distant people, at a cost growing with its square.",
+                                bounds=(0, 2048),
                                 check=lambda v: input_size_problem(model_input_size(v))),
     "multi_scale": ParameterSpec(Parameter.Type.INTEGER_ARRAY, "More letterbox sides the network also runs at, "
                                  "px (e.g. [640]); the people of every side are merged: small and big people "
-                                 "both found, for the sides' summed time (a GPU's choice; [] = input_size only).",
+                                 "both found, for the sides' summed time ([] = the model's own with input_size 0, "
+                                 "else none).",
                                  check=_multi_scale_reason),
     "backend": ParameterSpec(Parameter.Type.STRING, "What runs the network: auto (onnxruntime on CPU where "
                              "installed, tensorrt on CUDA where its provider is, else torch), torch (PyTorch), "
@@ -151,6 +153,12 @@ SPECS: dict[str, ParameterSpec] = {
 def model_input_size(value: int) -> int | None:
     """The node's input_size as kdc_model takes it: 0 (the model's own side) is None."""
     return value or None
+
+
+def model_multi_scale(value: list[int]) -> tuple[int, ...] | None:
+    """The node's multi_scale as kdc_model takes it: [] is None, the model's own sides when
+    input_size is 0 too, else none (kdc_model.load_model)."""
+    return tuple(value) or None
 
 
 def threshold_warnings(settings: dict[str, Any], decoder) -> list[str]:

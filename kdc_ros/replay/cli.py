@@ -33,12 +33,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", default="default", help="model checkpoint path, or 'default'")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
     parser.add_argument("--input-size", type=int, default=None, help="letterbox side the network sees "
-                        "(default: the model's own); larger finds smaller people")
+                        "(default: the model's own sides, 320 and 640 merged for the default weights); larger "
+                        "finds smaller people")
     parser.add_argument("--flip-test", action="store_true", help="offline: also run each frame mirrored and "
                         "average the maps (twice the network time, better keypoints; docs/training.md)")
-    parser.add_argument("--multi-scale", type=int, nargs="+", default=[], metavar="SIDE",
+    parser.add_argument("--multi-scale", type=int, nargs="*", default=None, metavar="SIDE",
                         help="offline: also run the network at these letterbox sides and merge the people "
-                             "(e.g. 640: small and big people both found, for the sides' summed time)")
+                             "(e.g. 640: small and big people both found, for the sides' summed time; default: "
+                             "the model's own sides without --input-size, else none; --multi-scale alone: none)")
     parser.add_argument("--int8", action="store_true", help="run the model's int8 network on ONNX Runtime "
                         "(CPU), as the node does by default there")
     parser.add_argument("--batch-size", type=int, default=4, help="offline: images per model call (default 4)")
@@ -52,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.node_namespace is not None and not args.live:
         parser.error("--node-namespace needs --live")
     for option, given in (("--flip-test", args.flip_test), ("--multi-scale", args.multi_scale)):
-        if given and args.live:
+        if given is not None and given is not False and args.live:
             parser.error(f"{option} is for offline replay (live replay measures the node as it runs)")
     return args
 
