@@ -31,7 +31,27 @@ def test_the_same_person_at_two_sides_is_kept_once_with_the_better_score():
     masks = merged.masks()
     assert masks[1].sum() == (21 * 41) and masks[1][9:50, 11:32].all()   # the kept detection's mask
     assert masks[0].sum() == 11 * 16
-    np.testing.assert_array_equal(merged.keypoints[1, 0, :2], [21, 29])
+    # The dropped duplicate's keypoints are a second estimate: averaged by confidence (0.5 each).
+    np.testing.assert_allclose(merged.keypoints[1, :, :2], np.tile([20.5, 29.5], (17, 1)))
+    alone = merge_people([small_side, large_side], keypoint_reach=0)
+    np.testing.assert_array_equal(alone.keypoints[1, :, :2], np.tile([21, 29], (17, 1)))
+
+
+def test_a_kept_persons_keypoints_join_their_duplicates_near_ones_and_take_what_they_lack():
+    kept, seen_again = result([(0.9, (10, 10, 30, 50))]), result([(0.5, (10, 10, 30, 50))])
+    kept.keypoints[0, :, :2] = (20, 30)
+    kept.keypoints[0, :, 2] = 0.6
+    kept.keypoints[0, 16] = 0                                  # the kept person lacks the right ankle
+    seen_again.keypoints[0, :, :2] = (23, 30)                  # 3 px off: averaged
+    seen_again.keypoints[0, :, 2] = 0.3
+    seen_again.keypoints[0, 9, :2] = (60, 30)                  # 40 px off (box scale 28): another joint
+    seen_again.keypoints[0, 16] = (25, 48, 0.4)
+    seen_again.keypoints[0, 3, 2] = 0                          # not found again: the kept one's stays
+    joined = merge_people([kept, seen_again]).keypoints[0]
+    np.testing.assert_allclose(joined[0], [21, 30, 0.6])       # (20 * 0.6 + 23 * 0.3) / 0.9, confidence kept
+    np.testing.assert_allclose(joined[9], [20, 30, 0.6])
+    np.testing.assert_allclose(joined[3], [20, 30, 0.6])
+    np.testing.assert_allclose(joined[16], [25, 48, 0.4])
 
 
 def test_overlapping_people_who_are_different_people_are_both_kept():
