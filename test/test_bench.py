@@ -223,3 +223,27 @@ def test_bench_sizes_merged_sides_for_us_and_the_largest_side_for_peers(tmp_path
     frames = np.zeros((2, 64, 96, 3), np.uint8)
     [peer] = bench_peers.peer_rows(frames, "64+96", systems=("yolo11n-pose",), work_dir=tmp_path / "work")
     assert asked == [96] and peer["input"] == "64+96" and peer["note"].startswith("at 96, the largest side")
+
+
+def test_peer_accuracy_scores_a_model_at_its_own_sides_first(tmp_path):
+    """A checkpoint that lists more sides gets a row at its own sides merged (what load_model runs
+    by default), then one per --sizes side alone."""
+    import torch
+    import yaml
+
+    from kdc_model import KDCNet, ModelConfig, save_checkpoint
+    from kdc_ros.bench import peer_accuracy
+    from synthetic_coco import write_dataset
+
+    write_dataset(tmp_path / "data", count=2, size=64)
+    recipe = {"data": {"sources": [{"name": "synthetic", "annotations": "annotations.json", "images": "images",
+                                    "val_group": "coco_val2017", "val": "all"}]}}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    torch.manual_seed(0)
+    config = ModelConfig(input_size=64, multi_scale=(96,), neck_channels=16, head_channels=16)
+    save_checkpoint(tmp_path / "m.safetensors", KDCNet(config), config)
+    assert peer_accuracy.main(["--data-root", str(tmp_path / "data"), "--config", str(tmp_path / "recipe.yaml"),
+                               "--out", str(tmp_path / "out"), "--sizes", "64", "--no-yolo",
+                               "--checkpoint", str(tmp_path / "m.safetensors")]) == 0
+    rows = json.loads((tmp_path / "out" / "metrics.json").read_text())["groups"]["coco_val2017"]["rows"]
+    assert [(r["system"], r["input"]) for r in rows] == [("kdc_model+96", 64), ("kdc_model", 64)]

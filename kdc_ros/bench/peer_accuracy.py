@@ -96,7 +96,9 @@ def yolo_rows(coco_gt: dict, paths: dict, sizes: list[int], work_dir: Path, thre
 
 
 def kdc_row(coco_gt: dict, paths: dict, checkpoint: Path, threads: int, input_size: int | None = None,
-            flip_test: bool = False, multi_scale: tuple[int, ...] = ()) -> dict:
+            flip_test: bool = False, multi_scale: tuple[int, ...] | None = ()) -> dict:
+    """Our model's row. input_size and multi_scale None: the checkpoint's own sides (load_model's
+    default); the system name lists the sides besides the first (kdc_model+640)."""
     import torch
 
     from kdc_model.training.evaluate import evaluate_model
@@ -112,7 +114,8 @@ def kdc_row(coco_gt: dict, paths: dict, checkpoint: Path, threads: int, input_si
     if checkpoint.suffix == ".safetensors":
         with safe_open(str(checkpoint), "pt") as f:
             step = (f.metadata() or {}).get("step")
-    system = "kdc_model" + ("+flip" if flip_test else "") + "".join(f"+{s}" for s in multi_scale)
+    sides = getattr(predictor, "input_sides", (predictor.input_side,))
+    system = "kdc_model" + ("+flip" if flip_test else "") + "".join(f"+{s}" for s in sides[1:])
     return {"system": system, "input": predictor.input_side, **metrics, "weights": str(checkpoint),
             "step": None if step is None else int(step), "threads": threads}
 
@@ -153,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
 
     groups = validation_groups(args.data_root, args.config, args.overrides)
     sizes = [int(s) for s in args.sizes.split(",")]
+    own_sides = False
+    if args.checkpoint.is_file():
+        from kdc_model.network.checkpoint import load_checkpoint
+
+        own_sides = bool(load_checkpoint(args.checkpoint)[0].multi_scale)
     report = {"caveat": CAVEAT, "groups": {}}
     all_rows = []
     for group, (coco_gt, paths) in groups.items():
@@ -167,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows += [{"system": "yolo11n-pose", "input": s, "error": f"{type(err).__name__}: {err}"} for s in sizes]
         if args.checkpoint.is_file():
             print(f"[peer_accuracy] kdc_model {args.checkpoint} on {group}", file=sys.stderr)
+            if own_sides:  # the checkpoint's default: its sides merged
+                rows.append(kdc_row(coco_gt, paths, args.checkpoint, args.threads, None, multi_scale=None))
             rows += [kdc_row(coco_gt, paths, args.checkpoint, args.threads, size) for size in sizes]
             rows += [kdc_row(coco_gt, paths, args.checkpoint, args.threads, int(size), flip_test=True)
                      for size in args.flip_test_sizes.split(",") if size]
