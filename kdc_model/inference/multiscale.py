@@ -1,10 +1,11 @@
 """Multi-scale inference: the same network at several letterbox sides, their people merged.
 
 The network learnt people of a range of sizes in pixels: at 320 it misses people whose joints are
-small at that side and some who fill the frame; at 640 it finds the small ones and loses some big
-ones. Running both and keeping, for every person, the best-scored detection gives markedly better
-keypoints and masks on COCO photographs (docs/training.md, entry 8) for the sum of the sides' costs:
-an option for offline work (kdc-replay, evaluation) or a GPU, not the CPU node's default.
+small at that side; at 640 it finds the small ones and loses some big ones. Running both and keeping,
+for every person, the best-scored detection, its keypoints joined with those of the same person at
+the other side, gives markedly better keypoints and masks on COCO photographs (docs/training.md,
+entries 8 and 12) for the sum of the sides' costs. A model's default sides are its
+ModelConfig.multi_scale (the default weights: 640 besides 320); load_model builds this predictor.
 """
 from __future__ import annotations
 
