@@ -185,6 +185,7 @@ class Predictor:
         # runner's network copy is channels-last too); ONNX Runtime takes contiguous arrays.
         self.memory_format = torch.channels_last if backend == "torch" else torch.contiguous_format
         self.input_side = letterbox_side(self.config, input_size)
+        self.input_sides = (self.input_side,)  # as a MultiScalePredictor's: every side it runs
         # The ONNX backends export from the float32 model on CPU; torch runs it where it is placed.
         placed = self.device if backend == "torch" else torch.device("cpu")
         self.model = model.eval().to(device=placed, dtype=self.dtype)

@@ -114,8 +114,7 @@ def kdc_row(coco_gt: dict, paths: dict, checkpoint: Path, threads: int, input_si
     if checkpoint.suffix == ".safetensors":
         with safe_open(str(checkpoint), "pt") as f:
             step = (f.metadata() or {}).get("step")
-    sides = getattr(predictor, "input_sides", (predictor.input_side,))
-    system = "kdc_model" + ("+flip" if flip_test else "") + "".join(f"+{s}" for s in sides[1:])
+    system = "kdc_model" + ("+flip" if flip_test else "") + "".join(f"+{s}" for s in predictor.input_sides[1:])
     return {"system": system, "input": predictor.input_side, **metrics, "weights": str(checkpoint),
             "step": None if step is None else int(step), "threads": threads}
 

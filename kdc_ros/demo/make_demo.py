@@ -42,8 +42,7 @@ def load_demo_model(device: str):
     try:
         predictor = kdc_model.load_model("default", device=device, backend="auto",
                                          int8="auto" if load_defaults()["int8"] else False)
-        sides = getattr(predictor, "input_sides", (predictor.input_side,))
-        name = f"default{' int8' if predictor.int8 else ''}, input {'+'.join(map(str, sides))}"
+        name = f"default{' int8' if predictor.int8 else ''}, input {'+'.join(map(str, predictor.input_sides))}"
     except CheckpointError as err:
         banner = "!" * 100
         print(f"\n{banner}\nWARNING: {err}\nWARNING: the demo runs a RANDOMLY INITIALISED model: latency and "

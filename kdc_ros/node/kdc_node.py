@@ -168,7 +168,7 @@ class KdcRuntime:
         backend = getattr(predictor, "backend", "torch") + (" int8" if getattr(predictor, "int8", False) else "")
         if self.settings["backend"] == "auto":
             backend += f", picked by backend auto: {getattr(predictor, 'backend_reason', '?')}"
-        sides = "+".join(str(side) for side in getattr(predictor, "input_sides", (getattr(predictor, "input_side", "?"),)))
+        sides = "+".join(str(side) for side in predictor.input_sides)
         self.get_logger().info(f"model {self.settings['model']} on {getattr(predictor, 'device', '?')} ({backend}, "
                                f"{torch.get_num_threads()} threads), input {sides}")
         return predictor
